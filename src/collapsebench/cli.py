@@ -1,0 +1,199 @@
+"""The `collapsebench` command: one subcommand per pipeline stage (dvc.yaml calls them)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import BenchError
+
+
+def load_params(path: Path) -> dict[str, Any]:
+    try:
+        params = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise BenchError(f"{path}: params file not found (run from the repository root or pass --params)") from error
+    if not isinstance(params, dict):
+        raise BenchError(f"{path}: expected a mapping")
+    return params
+
+
+def _quiet_libraries() -> None:
+    """Keep stage logs readable: our progress bars, not per-shard weight-loading bars."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _suite(params: dict[str, Any]):
+    from .pool import load_pool
+    from .suite import load_prompts
+
+    pool = load_pool(Path(params["suite"]["pool"]))
+    prompts = load_prompts(Path(params["suite"]["prompts"]), pool)
+    return pool, prompts
+
+
+def cmd_generate(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from .generate import run_generate
+    from .model_config import load_model_config
+    from .suite import make_jobs, select_shard
+
+    pool, prompts = _suite(params)
+    config = load_model_config(args.models_dir, args.model)
+    jobs = select_shard(make_jobs(prompts, list(params["suite"]["seeds"])), args.shard)
+    report = run_generate(config, jobs, pool, args.results / "models" / args.model, runner=args.runner)
+    print(f"generate {args.model}: {report.made} made, {report.skipped} already done, {len(report.failed)} failed")
+    for failure in report.failed:
+        print(f"  FAILED {failure}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def cmd_score(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from .backbones import specs_from_params
+    from .pool import load_pool
+    from .score import run_score
+
+    _quiet_libraries()
+    pool = load_pool(Path(params["suite"]["pool"]))
+    scoring = params["scoring"]
+    specs = specs_from_params(scoring, _overrides(args.backbone))
+    profile = scoring.get("profile", "smoke") if not args.backbone else "custom"
+    summary = run_score(args.model, args.results / "models" / args.model, pool, specs, profile, int(scoring.get("batch_size", 16)))
+    print(f"score {args.model}: {summary.n_images} images, {summary.n_rows} (image, subject) rows, "
+          f"{summary.truncated_prompts} prompts truncated to 77 CLIP tokens")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from .model_config import load_model_config
+    from .report import run_report
+
+    configs = [load_model_config(args.models_dir, name) for name in params["models"]]
+    table = run_report(args.results, configs, args.results / "reported" / "paper_table1.csv",
+                       int(params["report"]["bootstrap"]), int(params["report"]["seed"]))
+    print(f"report: {len(table)} rows -> {args.results / 'table1.csv'}")
+    return 0
+
+
+def cmd_site(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from .site import build_site
+
+    build_site(args.results, args.models_dir, args.out, args.site_dir)
+    print(f"site: {args.out / 'index.html'}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, params: dict[str, Any] | None) -> int:
+    from .backbones import DEFAULT_BACKBONES, specs_from_params
+    from .compare import compare
+
+    _quiet_libraries()
+    scoring = {"profile": "smoke" if args.smoke else "real", "backbones": DEFAULT_BACKBONES}
+    spec = specs_from_params(scoring, _overrides(args.backbone))[args.metric]
+    result = compare(args.generated, args.references, spec)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['metric']} ({result['backbone']}): mean {result['score']:.4f}")
+        for path, cosine in zip(args.references, result["cosines"]):
+            print(f"  {cosine:.4f}  {path}")
+        print("  collapsed: " + ", ".join(f"{k} @tau={t}" for t, k in result["collapsed"].items()))
+    return 0
+
+
+def cmd_pool_import(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from .pool import import_pool
+
+    new = import_pool(args.source, args.data, kind=args.kind, license=args.license)
+    print(f"pool import: {len(new)} new subjects" + (f" ({new[0]}..{new[-1]})" if new else ""))
+    return 0
+
+
+def cmd_suite_check(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    pool, prompts = _suite(params)
+    print(f"suite: {len(prompts)} prompts valid against {len(pool)} subjects")
+    return 0
+
+
+def _overrides(pairs: list[str] | None) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs or []:
+        name, sep, path = pair.partition("=")
+        if not sep or not path:
+            raise BenchError(f"--backbone expects NAME=PATH, got {pair!r}")
+        overrides[name] = path
+    return overrides
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="collapsebench", description=__doc__)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="make a model's images (resumable)")
+    p.add_argument("model")
+    p.add_argument("--shard", help="i/n: only every n-th job starting at i")
+    p.add_argument("--runner", default="local", choices=["local"])
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("score", help="raw cosines per (image, subject) -> results/<model>/scores.csv")
+    p.add_argument("model")
+    p.add_argument("--backbone", action="append", metavar="NAME=PATH", help="load a backbone from a local folder")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("report", help="Table 1, metrics.json, plot data and figures")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("site", help="build the static leaderboard site")
+    p.add_argument("--out", type=Path, default=Path("public"))
+    p.add_argument("--site-dir", type=Path, default=Path("site"), help="templates and static assets")
+    p.set_defaults(func=cmd_site)
+
+    p = sub.add_parser("compare", help="score one image against its references")
+    p.add_argument("generated", type=Path)
+    p.add_argument("references", type=Path, nargs="+")
+    p.add_argument("--metric", default="dinov2", choices=["dinov2", "dino", "clip"])
+    p.add_argument("--backbone", action="append", metavar="NAME=PATH")
+    p.add_argument("--smoke", action="store_true", help="use the random-weight smoke backbones")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare, no_params=True)
+
+    pool = sub.add_parser("pool", help="manage the subject pool").add_subparsers(dest="pool_command", required=True)
+    p = pool.add_parser("import", help="add subjects from a folder of subject folders")
+    p.add_argument("source", type=Path)
+    p.add_argument("--data", type=Path, default=Path("data"))
+    p.add_argument("--kind", required=True, choices=["person", "animal"])
+    p.add_argument("--license", required=True, help="license of the imported images")
+    p.set_defaults(func=cmd_pool_import, no_params=True)
+
+    suite = sub.add_parser("suite", help="the benchmark definition").add_subparsers(dest="suite_command", required=True)
+    p = suite.add_parser("check", help="validate prompts.yaml against the subject pool")
+    p.set_defaults(func=cmd_suite_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        params = None if getattr(args, "no_params", False) else load_params(args.params)
+        return args.func(args, params)
+    except BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The generate stage: run one model over the benchmark jobs, resumably.
+
+The manifest is the resume log. A job counts as done only when its manifest
+line exists, was made with the same model configuration (fingerprint), and its
+PNG is on disk with the recorded sha256. The PNG is written atomically before
+its line is appended, so killing the process at any instant loses at most the
+job in flight. A lock file keeps two runs of one model from interleaving.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from .errors import BenchError
+from .io import append_jsonl, atomic_write_png, atomic_write_text, read_jsonl, sha256_bytes, sha256_file
+from .model_config import ModelConfig
+from .models import get_adapter
+from .pool import Subject, load_reference
+from .suite import Job
+
+log = logging.getLogger(__name__)
+TRACKED_PACKAGES = ("collapsebench", "torch", "diffusers", "transformers", "pillow")
+
+
+@dataclass
+class GenerateReport:
+    made: int
+    skipped: int
+    failed: list[str]  # "prompt 12 seed 1: <error>"
+
+
+def fingerprint(config: ModelConfig) -> str:
+    """What makes two images of one job interchangeable: adapter and settings."""
+    blob = json.dumps({"adapter": config.adapter, "settings": config.settings}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@contextmanager
+def model_lock(out_dir: Path) -> Iterator[None]:
+    """Exclusive, non-blocking lock on a model's output folder (released by the OS if we die)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise BenchError(f"{out_dir}: another run of this model holds the lock; wait for it or stop it") from error
+        yield
+
+
+def done_jobs(out_dir: Path, print_: str) -> dict[str, dict[str, Any]]:
+    """Manifest records whose image is present and intact, for this configuration, by job key."""
+    done: dict[str, dict[str, Any]] = {}
+    for record in read_jsonl(out_dir / "manifest.jsonl"):
+        image = out_dir / record["image"]
+        if record.get("fingerprint") == print_ and image.is_file() and sha256_file(image) == record["sha256"]:
+            done[record["key"]] = record
+    return done
+
+
+def run_generate(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject], out_dir: Path,
+                 runner: str = "local") -> GenerateReport:
+    """Make every job's image that is not already done; report what was made, skipped and failed."""
+    print_ = fingerprint(config)
+    with model_lock(out_dir):
+        done = done_jobs(out_dir, print_)
+        pending = [job for job in jobs if job.key not in done]
+        failed: list[str] = []
+        if pending:
+            adapter = get_adapter(config.adapter, config.settings)
+            adapter.load()
+            context = run_context(runner)
+            for job in tqdm(pending, desc=f"generate {config.name}", unit="img"):
+                try:
+                    record = _make_one(adapter, config, job, pool, out_dir, print_, context)
+                except BenchError:
+                    raise
+                except Exception as error:  # one bad job (e.g. CUDA OOM) must not stop the others
+                    failed.append(f"prompt {job.prompt.id} seed {job.seed}: {type(error).__name__}: {error}")
+                    log.error("generate %s: prompt %d seed %d failed: %s", config.name, job.prompt.id, job.seed, error)
+                    continue
+                append_jsonl(out_dir / "manifest.jsonl", record)
+                done[job.key] = record
+        _compact_manifest(out_dir, done)
+        return GenerateReport(made=len(pending) - len(failed), skipped=len(jobs) - len(pending), failed=failed)
+
+
+def _make_one(adapter: Any, config: ModelConfig, job: Job, pool: dict[str, Subject], out_dir: Path,
+              print_: str, context: dict[str, Any]) -> dict[str, Any]:
+    subjects = [pool[s] for s in job.prompt.subjects]
+    natural = job.prompt.natural(pool)
+    started = time.perf_counter()
+    result = adapter.generate(natural, subjects, [load_reference(s) for s in subjects], job.seed)
+    wall = time.perf_counter() - started
+    relative = f"images/{job.key}.png"
+    data = atomic_write_png(out_dir / relative, result.image)
+    return {
+        "key": job.key, "prompt_id": job.prompt.id, "seed": job.seed, "subjects": list(job.prompt.subjects),
+        "n_subjects": job.prompt.n_subjects, "scene": job.prompt.scene,
+        "prompt": natural, "sent_prompt": result.sent_prompt, "sent": result.sent,
+        "image": relative, "sha256": sha256_bytes(data), "width": result.image.width, "height": result.image.height,
+        "params": config.settings, "model": config.name, "adapter": config.adapter, "model_revision": adapter.revision,
+        "fingerprint": print_, "wall_s": round(wall, 4),
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), **context,
+    }
+
+
+def run_context(runner: str) -> dict[str, Any]:
+    """Provenance of this process: runner, container digest (set by the docker runner), device, versions."""
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.machine()})"
+    return {
+        "runner": runner,
+        "container_digest": os.environ.get("COLLAPSEBENCH_IMAGE_DIGEST"),
+        "device": device,
+        "packages": {name: _version(name) for name in TRACKED_PACKAGES},
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _compact_manifest(out_dir: Path, done: dict[str, dict[str, Any]]) -> None:
+    """Rewrite the manifest with one current line per finished job (drops stale and torn lines)."""
+    lines = [json.dumps(done[key], sort_keys=True, ensure_ascii=False) + "\n" for key in sorted(done)]
+    atomic_write_text(out_dir / "manifest.jsonl", "".join(lines))
+
+
+def load_manifest(out_dir: Path) -> list[dict[str, Any]]:
+    """The finished jobs of a model folder, each image checked against its recorded sha256."""
+    path = out_dir / "manifest.jsonl"
+    if not path.exists():
+        raise BenchError(f"{path}: no manifest; run `collapsebench generate` first")
+    records = list(read_jsonl(path))
+    for record in records:
+        image = out_dir / record["image"]
+        if not image.is_file():
+            raise BenchError(f"{path}: image {record['image']} of prompt {record['prompt_id']} is missing")
+    return records

@@ -1,0 +1,6 @@
+"""Model adapters, one file per model; importing this package registers them all."""
+
+from . import clone, collage, floor  # noqa: F401  (registration side effect)
+from .base import REGISTRY, Adapter, Generation, get_adapter
+
+__all__ = ["REGISTRY", "Adapter", "Generation", "get_adapter"]

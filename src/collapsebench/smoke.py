@@ -1,0 +1,92 @@
+"""Smoke backbones: tiny random-weight DINOv2, DINO v1 and CLIP built in code.
+
+They exercise the real loading path (`from_pretrained` from a folder written by
+`save_pretrained`) where no model hub is reachable. Their numbers measure
+nothing about identity and are labelled "smoke" wherever they show.
+The processor configs are the real checkpoints' preprocessing settings, so the
+preprocessing path is the one real runs take.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .io import atomic_write_text
+
+SMOKE_VERSION = "1"  # bump when the architecture below changes, so stale folders are rebuilt
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+# facebook/dinov2-* preprocessor_config.json: resize shortest edge 256 (bicubic), center crop 224, ImageNet stats.
+DINOV2_PREPROCESSING = {
+    "do_resize": True, "size": {"shortest_edge": 256}, "resample": 3,
+    "do_center_crop": True, "crop_size": {"height": 224, "width": 224},
+    "do_rescale": True, "rescale_factor": 1 / 255,
+    "do_normalize": True, "image_mean": IMAGENET_MEAN, "image_std": IMAGENET_STD, "do_convert_rgb": True,
+}
+
+
+def smoke_backbone_dir(root: Path) -> Path:
+    """Build (once) and return the folder holding dinov2/, dino/ and clip/ smoke checkpoints."""
+    root = Path(root) / f"v{SMOKE_VERSION}"
+    if not (root / "READY").exists():
+        build_smoke_backbones(root)
+    return root
+
+
+def build_smoke_backbones(root: Path, seed: int = 0) -> None:
+    from transformers import (
+        BitImageProcessor, CLIPConfig, CLIPImageProcessor, CLIPModel, Dinov2Config, Dinov2Model, ViTConfig,
+        ViTImageProcessor, ViTModel,
+    )
+
+    root.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    tiny = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    Dinov2Model(Dinov2Config(patch_size=14, image_size=224, **tiny)).save_pretrained(root / "dinov2")
+    BitImageProcessor(**DINOV2_PREPROCESSING).save_pretrained(root / "dinov2")
+
+    ViTModel(ViTConfig(patch_size=16, image_size=224, **tiny), add_pooling_layer=False).save_pretrained(root / "dino")
+    ViTImageProcessor(size={"height": 224, "width": 224}, resample=3, image_mean=IMAGENET_MEAN,
+                      image_std=IMAGENET_STD).save_pretrained(root / "dino")
+
+    vocab = clip_vocab()
+    clip_config = CLIPConfig(
+        text_config={**tiny, "vocab_size": len(vocab), "max_position_embeddings": 77,
+                     "bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"],
+                     "pad_token_id": vocab["<|endoftext|>"]},
+        vision_config={**tiny, "patch_size": 32, "image_size": 224},
+        projection_dim=16,
+    )
+    CLIPModel(clip_config).save_pretrained(root / "clip")
+    CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}, resample=3,
+                       image_mean=CLIP_MEAN, image_std=CLIP_STD).save_pretrained(root / "clip")
+    write_clip_tokenizer(root / "clip", vocab)
+    atomic_write_text(root / "READY", f"smoke backbones v{SMOKE_VERSION}, random weights, seed {seed}\n")
+
+
+def clip_vocab() -> dict[str, int]:
+    """A character-level CLIP BPE vocabulary (no merges): every byte symbol, alone and word-final."""
+    symbols = list(_bytes_to_unicode())
+    tokens = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
+    return {token: index for index, token in enumerate(tokens)}
+
+
+def _bytes_to_unicode() -> list[str]:
+    """The printable stand-in of each byte used by byte-level BPE (GPT-2 / CLIP convention)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    symbols, extra = [], 0
+    for byte in range(256):
+        if byte in printable:
+            symbols.append(chr(byte))
+        else:
+            symbols.append(chr(256 + extra))
+            extra += 1
+    return symbols
+
+
+def write_clip_tokenizer(folder: Path, vocab: dict[str, int]) -> None:
+    from transformers import CLIPTokenizer
+
+    CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
