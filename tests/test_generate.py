@@ -1,0 +1,137 @@
+"""Generation is resumable and crash-safe: nothing finished is lost, nothing truncated is kept."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from collapsebench import generate as generate_module
+from collapsebench.errors import BenchError
+from collapsebench.io import atomic_write_bytes, read_jsonl, sha256_file
+from collapsebench.model_config import load_model_config
+from collapsebench.models.collage import CollageAdapter
+from collapsebench.pool import load_pool
+from collapsebench.suite import load_prompts, make_jobs
+from conftest import REPO
+
+
+@pytest.fixture
+def setup(pool_dir: Path, tmp_path: Path):
+    pool = load_pool(pool_dir)
+    jobs = make_jobs(load_prompts(REPO / "benchmark/prompts.yaml", pool), [0])[:12]
+    config = load_model_config(REPO / "models", "collage")
+    return config, jobs, pool, tmp_path / "out"
+
+
+class Crash(BaseException):
+    """Stands in for SIGKILL: not an Exception, so nothing catches it."""
+
+
+def crash_after(monkeypatch: pytest.MonkeyPatch, count: int) -> None:
+    original, calls = CollageAdapter.generate, {"n": 0}
+
+    def generate(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > count:
+            raise Crash()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(CollageAdapter, "generate", generate)
+
+
+def test_rerun_after_a_crash_makes_only_what_is_missing(setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    config, jobs, pool, out = setup
+    crash_after(monkeypatch, 5)
+    with pytest.raises(Crash):
+        generate_module.run_generate(config, jobs, pool, out)
+    records = list(read_jsonl(out / "manifest.jsonl"))
+    assert len(records) == 5
+    first_bytes = {r["key"]: (out / r["image"]).read_bytes() for r in records}
+    monkeypatch.undo()
+
+    report = generate_module.run_generate(config, jobs, pool, out)
+    assert (report.made, report.skipped, report.failed) == (7, 5, [])
+    records = list(read_jsonl(out / "manifest.jsonl"))
+    assert sorted(r["key"] for r in records) == sorted(j.key for j in jobs)
+    for record in records:
+        assert sha256_file(out / record["image"]) == record["sha256"]
+        if record["key"] in first_bytes:  # untouched by the rerun
+            assert (out / record["image"]).read_bytes() == first_bytes[record["key"]]
+    assert not list(out.rglob("*.tmp"))
+
+    again = generate_module.run_generate(config, jobs, pool, out)
+    assert (again.made, again.skipped) == (0, 12)
+
+
+def test_a_torn_manifest_line_and_a_corrupt_png_are_redone(setup) -> None:
+    config, jobs, pool, out = setup
+    generate_module.run_generate(config, jobs, pool, out)
+    manifest = out / "manifest.jsonl"
+    lines = manifest.read_text().splitlines(keepends=True)
+    manifest.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])  # crash mid-append
+    victim = json.loads(lines[0])
+    (out / victim["image"]).write_bytes(b"\x89PNG truncated")  # e.g. a disk problem
+
+    report = generate_module.run_generate(config, jobs, pool, out)
+    assert report.made == 2 and report.skipped == 10
+    Image.open(out / victim["image"]).verify()
+    assert len(list(read_jsonl(manifest))) == 12
+
+
+def test_changed_settings_make_old_images_stale(setup, tmp_path: Path) -> None:
+    config, jobs, pool, out = setup
+    generate_module.run_generate(config, jobs[:3], pool, out)
+    bigger = config.__class__(**{**config.__dict__, "settings": {"size": 256}})
+    report = generate_module.run_generate(bigger, jobs[:3], pool, out)
+    assert report.made == 3
+    assert {r["width"] for r in read_jsonl(out / "manifest.jsonl")} == {256}
+
+
+def test_a_failing_job_is_reported_with_prompt_and_seed_and_the_others_go_on(setup, monkeypatch) -> None:
+    config, jobs, pool, out = setup
+    original = CollageAdapter.generate
+
+    def generate(self, prompt, subjects, references, seed):
+        if prompt == jobs[2].prompt.natural(pool):
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return original(self, prompt, subjects, references, seed)
+
+    monkeypatch.setattr(CollageAdapter, "generate", generate)
+    report = generate_module.run_generate(config, jobs, pool, out)
+    assert report.made == 11
+    assert report.failed == [f"prompt {jobs[2].prompt.id} seed 0: RuntimeError: CUDA out of memory (simulated)"]
+
+
+def test_a_second_run_of_the_same_model_is_locked_out(setup) -> None:
+    config, jobs, pool, out = setup
+    with generate_module.model_lock(out):
+        with pytest.raises(BenchError, match="another run of this model holds the lock"):
+            generate_module.run_generate(config, jobs, pool, out)
+
+
+def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "table.csv"
+    atomic_write_bytes(target, b"old")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]  # no temp file left behind
+
+
+def test_manifest_records_what_the_design_requires(setup) -> None:
+    config, jobs, pool, out = setup
+    generate_module.run_generate(config, jobs[:1], pool, out)
+    record = next(read_jsonl(out / "manifest.jsonl"))
+    for key in ("prompt_id", "seed", "subjects", "prompt", "sent_prompt", "image", "sha256", "width", "height",
+                "params", "model", "model_revision", "container_digest", "runner", "device", "wall_s", "packages"):
+        assert key in record, key
+    assert record["packages"]["torch"]
