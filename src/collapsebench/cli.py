@@ -44,18 +44,32 @@ def _suite(params: dict[str, Any]):
 
 
 def cmd_generate(args: argparse.Namespace, params: dict[str, Any]) -> int:
-    from .generate import run_generate
     from .model_config import load_model_config
+    from .shards import shard_dir
     from .suite import make_jobs, select_shard
 
     pool, prompts = _suite(params)
     config = load_model_config(args.models_dir, args.model)
     jobs = select_shard(make_jobs(prompts, list(params["suite"]["seeds"])), args.shard)
-    report = run_generate(config, jobs, pool, args.results / "models" / args.model, runner=args.runner)
-    print(f"generate {args.model}: {report.made} made, {report.skipped} already done, {len(report.failed)} failed")
-    for failure in report.failed:
-        print(f"  FAILED {failure}", file=sys.stderr)
-    return 1 if report.failed else 0
+    if (args.runner or config.runner) == "docker":
+        from .runners.docker import DockerRun, build_root, default_hub_cache, run_in_docker
+
+        run = DockerRun(config=config, repo_root=build_root(), params_path=args.params, params=params,
+                        models_dir=args.models_dir, results_dir=args.results, shard=args.shard,
+                        hub_cache=args.model_cache or default_hub_cache(), base_image=args.base_image, gpu=args.gpu)
+        return run_in_docker(run)
+    from .runners.local import run_local
+
+    return run_local(config, jobs, pool, shard_dir(args.results / "models" / args.model, args.shard))
+
+
+def cmd_merge(args: argparse.Namespace, params: dict[str, Any] | None) -> int:
+    from .shards import merge_shards
+
+    report = merge_shards(args.results / "models" / args.model)
+    print(f"merge {args.model}: {report.shards} shards, {report.images} images ({report.copied} copied), "
+          f"scores {'merged' if report.scores else 'not merged (score the merged folder)'}")
+    return 0
 
 
 def cmd_score(args: argparse.Namespace, params: dict[str, Any]) -> int:
@@ -68,7 +82,13 @@ def cmd_score(args: argparse.Namespace, params: dict[str, Any]) -> int:
     scoring = params["scoring"]
     specs = specs_from_params(scoring, _overrides(args.backbone))
     profile = scoring.get("profile", "smoke") if not args.backbone else "custom"
-    summary = run_score(args.model, args.results / "models" / args.model, pool, specs, profile, int(scoring.get("batch_size", 16)))
+    from .matched import matched_settings
+
+    from .shards import shard_dir
+
+    summary = run_score(args.model, shard_dir(args.results / "models" / args.model, args.shard), pool, specs, profile,
+                        int(scoring.get("batch_size", 16)), cache_dir=Path(scoring.get("cache_dir", ".cache/embeddings")),
+                        matched=matched_settings(scoring, str(args.params)))
     print(f"score {args.model}: {summary.n_images} images, {summary.n_rows} (image, subject) rows, "
           f"{summary.truncated_prompts} prompts truncated to 77 CLIP tokens")
     return 0
@@ -86,10 +106,16 @@ def cmd_report(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
 
 def cmd_site(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from .pool import load_pool
     from .site import build_site
 
-    build_site(args.results, args.models_dir, args.out, args.site_dir)
-    print(f"site: {args.out / 'index.html'}")
+    pool_dir = args.pool or Path(params["suite"]["pool"])
+    pool = load_pool(pool_dir) if (pool_dir / "subjects.yaml").is_file() else None
+    if pool is None:
+        print(f"site: {pool_dir / 'subjects.yaml'} not found; the gallery shows no reference images", file=sys.stderr)
+    index = build_site(args.results, args.models_dir, args.out, args.site_dir, pool=pool,
+                       contributing=args.contributing)
+    print(f"site: {index}")
     return 0
 
 
@@ -125,6 +151,29 @@ def cmd_suite_check(args: argparse.Namespace, params: dict[str, Any]) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from .validate import all_folders, changed_folders, run_validate
+
+    folders = list(args.paths)
+    if args.changed:
+        folders += changed_folders(args.changed)
+    if args.all:
+        folders += all_folders()
+    if not (args.paths or args.changed or args.all):
+        raise BenchError("validate: give a folder, --changed BASE or --all")
+    return run_validate(dict.fromkeys(folders), params)
+
+
+def cmd_submission_import(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from .pool import load_pool
+    from .submission import Benchmark, import_submission
+
+    pool = load_pool(Path(params["suite"]["pool"]))
+    target = import_submission(args.path, Benchmark.from_params(params), pool, args.results, args.models_dir)
+    print(f"submission import: {target} (runner: submitted); next: collapsebench score {target.name}")
+    return 0
+
+
 def _overrides(pairs: list[str] | None) -> dict[str, str]:
     overrides = {}
     for pair in pairs or []:
@@ -144,12 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="make a model's images (resumable)")
     p.add_argument("model")
-    p.add_argument("--shard", help="i/n: only every n-th job starting at i")
-    p.add_argument("--runner", default="local", choices=["local"])
+    p.add_argument("--shard", help="i/n: only every n-th job starting at i, in results/models/<model>/shards/i-of-n/")
+    p.add_argument("--runner", choices=["local", "docker"], help="default: the model.yaml's runner")
+    p.add_argument("--model-cache", type=Path, help="docker: host Hugging Face hub cache to mount (default: HF_HUB_CACHE)")
+    p.add_argument("--base-image", help="docker: BASE_IMAGE build argument (e.g. a locally made base)")
+    p.add_argument("--gpu", default="all", help="docker: 'all' or one GPU id (one shard per GPU)")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("merge", help="fold shard folders (manifests, images, scores) into the model folder")
+    p.add_argument("model")
+    p.set_defaults(func=cmd_merge, no_params=True)
 
     p = sub.add_parser("score", help="raw cosines per (image, subject) -> results/<model>/scores.csv")
     p.add_argument("model")
+    p.add_argument("--shard", help="i/n: score the shard folder written by `generate --shard i/n`")
     p.add_argument("--backbone", action="append", metavar="NAME=PATH", help="load a backbone from a local folder")
     p.set_defaults(func=cmd_score)
 
@@ -159,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("site", help="build the static leaderboard site")
     p.add_argument("--out", type=Path, default=Path("public"))
     p.add_argument("--site-dir", type=Path, default=Path("site"), help="templates and static assets")
+    p.add_argument("--pool", type=Path, help="subject pool folder for the gallery's references (default: suite.pool)")
+    p.add_argument("--contributing", type=Path, default=Path("CONTRIBUTING.md"), help="shown on the submit page")
     p.set_defaults(func=cmd_site)
 
     p = sub.add_parser("compare", help="score one image against its references")
@@ -181,6 +240,18 @@ def build_parser() -> argparse.ArgumentParser:
     suite = sub.add_parser("suite", help="the benchmark definition").add_subparsers(dest="suite_command", required=True)
     p = suite.add_parser("check", help="validate prompts.yaml against the subject pool")
     p.set_defaults(func=cmd_suite_check)
+
+    p = sub.add_parser("validate", help="check model folders and results submissions; print every problem")
+    p.add_argument("paths", type=Path, nargs="*", help="models/<name> or submissions/<name> folders")
+    p.add_argument("--changed", metavar="BASE", help="also every such folder changed between git BASE and HEAD")
+    p.add_argument("--all", action="store_true", help="also every folder under models/ and submissions/")
+    p.set_defaults(func=cmd_validate)
+
+    submission = sub.add_parser("submission", help="results submitted by model authors").add_subparsers(
+        dest="submission_command", required=True)
+    p = submission.add_parser("import", help="validate, then copy into results/models/<name>/ (runner: submitted)")
+    p.add_argument("path", type=Path)
+    p.set_defaults(func=cmd_submission_import)
     return parser
 
 

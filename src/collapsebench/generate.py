@@ -44,9 +44,15 @@ class GenerateReport:
     failed: list[str]  # "prompt 12 seed 1: <error>"
 
 
+def adapter_settings(config: ModelConfig) -> dict[str, Any]:
+    """What the adapter is given: model.yaml `settings`, plus its `pipeline` pin (diffusers entries) where present."""
+    pipeline = config.raw.get("pipeline")
+    return {**config.settings, "pipeline": pipeline} if pipeline else dict(config.settings)
+
+
 def fingerprint(config: ModelConfig) -> str:
-    """What makes two images of one job interchangeable: adapter and settings."""
-    blob = json.dumps({"adapter": config.adapter, "settings": config.settings}, sort_keys=True)
+    """What makes two images of one job interchangeable: adapter, settings and pinned weights."""
+    blob = json.dumps({"adapter": config.adapter, "settings": adapter_settings(config)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -81,7 +87,7 @@ def run_generate(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject],
         pending = [job for job in jobs if job.key not in done]
         failed: list[str] = []
         if pending:
-            adapter = get_adapter(config.adapter, config.settings)
+            adapter = get_adapter(config.adapter, adapter_settings(config))
             adapter.load()
             context = run_context(runner)
             for job in tqdm(pending, desc=f"generate {config.name}", unit="img"):
@@ -120,12 +126,14 @@ def _make_one(adapter: Any, config: ModelConfig, job: Job, pool: dict[str, Subje
 
 
 def run_context(runner: str) -> dict[str, Any]:
-    """Provenance of this process: runner, container digest (set by the docker runner), device, versions."""
+    """Provenance of this process: runner, container digest and runner name (both set by the docker runner
+    inside its container), user id, device, versions."""
     import torch
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.machine()})"
     return {
-        "runner": runner,
+        "runner": os.environ.get("COLLAPSEBENCH_RUNNER", runner),
+        "uid": os.getuid(),
         "container_digest": os.environ.get("COLLAPSEBENCH_IMAGE_DIGEST"),
         "device": device,
         "packages": {name: _version(name) for name in TRACKED_PACKAGES},

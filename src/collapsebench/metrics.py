@@ -79,12 +79,28 @@ def bootstrap_intervals(rows: Sequence[Row], columns: Sequence[str], n_boot: int
             per_prompt = [image_scores(rows_, column) for rows_ in prompts]
             numerators[column] = np.array([sum(scores.values()) for scores in per_prompt])
             denominators[column] = np.array([len(scores) for scores in per_prompt], dtype=float)
-    draws = np.random.default_rng(seed).integers(0, len(prompts), size=(n_boot, len(prompts)))
+    return ratio_intervals(numerators, denominators, n_boot, seed, level)
+
+
+def ratio_intervals(numerators: Mapping[str, np.ndarray], denominators: Mapping[str, np.ndarray], n_boot: int,
+                    seed: int, level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of sum(numerator) / sum(denominator) under the prompt-cluster bootstrap.
+
+    Arrays hold one entry per prompt, in sorted prompt-id order. The draws depend
+    only on `seed` and the number of prompts, so any statistic written as a
+    per-prompt ratio (ours or a later metric's) is resampled with the same,
+    paired draws as the paper's columns.
+    """
+    n_prompts = len(next(iter(numerators.values()))) if numerators else 0
+    draws = np.random.default_rng(seed).integers(0, n_prompts, size=(n_boot, n_prompts))
     alpha = (1 - level) / 2
     intervals = {}
-    for column in columns:
-        values = numerators[column][draws].sum(axis=1) / denominators[column][draws].sum(axis=1)
-        intervals[column] = (float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha)))
+    for column, numerator in numerators.items():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = numerator[draws].sum(axis=1) / denominators[column][draws].sum(axis=1)
+        values = values[np.isfinite(values)]
+        intervals[column] = ((float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha)))
+                             if len(values) else (float("nan"), float("nan")))
     return intervals
 
 

@@ -14,14 +14,21 @@ from typing import Any
 
 import numpy as np
 
+from .breakdown import PER_SCENE_KEYS, RANK_COLUMNS, add_tie_ranks, cell_summary, per_scene_rows
 from .errors import BenchError
 from .io import atomic_write_csv, atomic_write_json, read_csv
-from .metrics import THRESHOLDS, bootstrap_intervals, scr, summarize
+from .matched import MATCHED_TABLE_COLUMNS, add_matched_cells
+from .metrics import THRESHOLDS, bootstrap_intervals, scr
 from .model_config import ModelConfig
 
 CI_COLUMNS = ("clip_t", "clip_i", "dinov2", "dino") + tuple(f"scr_{t:g}" for t in THRESHOLDS)
 TABLE1_COLUMNS = (
     ("model", "display_name", "kind", "n_subjects") + CI_COLUMNS + ("n_images", "n_pairs", "source", "backbones")
+    + tuple(f"{c}_{end}" for c in CI_COLUMNS for end in ("lo", "hi")) + RANK_COLUMNS
+    + MATCHED_TABLE_COLUMNS  # instance-level columns (beyond the paper), empty when not scored
+)
+PER_SCENE_COLUMNS = (
+    PER_SCENE_KEYS + CI_COLUMNS + ("n_images", "n_pairs")
     + tuple(f"{c}_{end}" for c in CI_COLUMNS for end in ("lo", "hi"))
 )
 SWEEP = tuple(round(t, 2) for t in np.arange(0.2, 0.801, 0.05))
@@ -46,17 +53,12 @@ def reproduced_rows(config: ModelConfig, rows: list[dict[str, str]], info: dict[
         by_n[int(row["n_subjects"])].append(row)
     table = []
     for n in sorted(by_n):
-        cell = by_n[n]
-        summary = summarize(cell)
         # Same bootstrap seed for every model of a cell: the resampled prompts are paired.
-        intervals = bootstrap_intervals(cell, CI_COLUMNS, n_boot=n_boot, seed=seed + n)
-        row: dict[str, Any] = {
+        table.append({
             "model": config.name, "display_name": config.display_name, "kind": config.kind, "n_subjects": n,
-            "source": "reproduced", "backbones": info.get("profile", "unknown"), **summary,
-        }
-        for column, (low, high) in intervals.items():
-            row[f"{column}_lo"], row[f"{column}_hi"] = low, high
-        table.append(row)
+            "source": "reproduced", "backbones": info.get("profile", "unknown"),
+            **cell_summary(by_n[n], CI_COLUMNS, n_boot, seed + n),
+        })
     return table
 
 
@@ -72,24 +74,37 @@ def reported_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def scr_sweep(config: ModelConfig, rows: list[dict[str, str]]) -> list[dict[str, Any]]:
-    by_n: dict[int, list[float]] = defaultdict(list)
+def scr_sweep(config: ModelConfig, rows: list[dict[str, str]], backbones: str, n_boot: int,
+              seed: int) -> list[dict[str, Any]]:
+    """SCR at every threshold of SWEEP per subject count, with the same paired bootstrap as Table 1."""
+    by_n: dict[int, list[dict[str, str]]] = defaultdict(list)
     for row in rows:
-        by_n[int(row["n_subjects"])].append(float(row["dinov2"]))
-    return [{"model": config.name, "n_subjects": n, "tau": tau, "scr": scr(values, tau)}
-            for n, values in sorted(by_n.items()) for tau in SWEEP]
+        by_n[int(row["n_subjects"])].append(row)
+    sweep = []
+    for n, cell in sorted(by_n.items()):
+        cosines = [float(row["dinov2"]) for row in cell]
+        intervals = bootstrap_intervals(cell, [f"scr_{tau:g}" for tau in SWEEP], n_boot=n_boot, seed=seed + n)
+        sweep += [{"model": config.name, "backbones": backbones, "n_subjects": n, "tau": tau,
+                   "scr": scr(cosines, tau), "scr_lo": intervals[f"scr_{tau:g}"][0],
+                   "scr_hi": intervals[f"scr_{tau:g}"][1]} for tau in SWEEP]
+    return sweep
 
 
 def run_report(results_dir: Path, configs: list[ModelConfig], paper_table: Path, n_boot: int, seed: int) -> list[dict]:
     results_dir = Path(results_dir)
     table: list[dict[str, Any]] = []
     sweep: list[dict[str, Any]] = []
+    scenes: list[dict[str, Any]] = []
     for config in configs:
         rows, info = load_scores(results_dir, config.name)
-        table += reproduced_rows(config, rows, info, n_boot, seed)
-        sweep += scr_sweep(config, rows)
+        backbones = info.get("profile", "unknown")
+        table += add_matched_cells(reproduced_rows(config, rows, info, n_boot, seed), rows, n_boot, seed)
+        sweep += scr_sweep(config, rows, backbones, n_boot, seed)
+        scenes += per_scene_rows(config, rows, backbones, CI_COLUMNS, n_boot, seed)
+    add_tie_ranks(table)
     table += reported_rows(paper_table)
     atomic_write_csv(results_dir / "table1.csv", TABLE1_COLUMNS, table)
+    atomic_write_csv(results_dir / "per_scene.csv", PER_SCENE_COLUMNS, scenes)
     atomic_write_json(results_dir / "metrics.json", {
         row["model"]: {f"n{r['n_subjects']}": {k: round(r[k], 4) for k in ("dinov2", "clip_i", "clip_t", "scr_0.4")}
                        for r in table if r["model"] == row["model"] and r["source"] == "reproduced"}
@@ -98,9 +113,13 @@ def run_report(results_dir: Path, configs: list[ModelConfig], paper_table: Path,
     plots = results_dir / "plots"
     atomic_write_csv(plots / "trends.csv", ("model", "source", "backbones", "n_subjects", "dinov2", "scr_0.4",
                                             "clip_i", "clip_t"), table)
-    atomic_write_csv(plots / "scr_sweep.csv", ("model", "n_subjects", "tau", "scr"), sweep)
+    atomic_write_csv(plots / "scr_sweep.csv", ("model", "backbones", "n_subjects", "tau", "scr", "scr_lo", "scr_hi"),
+                     sweep)
     from .figures import draw_figures
 
-    draw_figures(table, sweep, results_dir / "figures")
+    draw_figures(results_dir)
+    from .validity import write_validity_study
+
+    write_validity_study(results_dir, table)  # after draw_figures, which prunes figures it did not draw
     return table
 

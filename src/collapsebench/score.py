@@ -1,8 +1,12 @@
 """The score stage: raw cosines per (image, subject) for one model's images.
 
 Nothing is aggregated here (that is the report's job), so any metric can be
-recomputed from `scores.csv` alone. Each backbone is loaded once, references
-are embedded once per backbone, images are embedded in batches.
+recomputed from `scores.csv` alone. Embeddings go through the embedding
+engine (`embed_cache`): each unique image content is embedded once per
+backbone revision, in batches, and shared on disk by every model and run; a
+backbone is loaded only if something is not cached yet. With
+`scoring.matched` enabled, the instance-level columns (`matched.py`) are
+filled too; otherwise they stay empty.
 """
 
 from __future__ import annotations
@@ -17,13 +21,18 @@ from PIL import Image
 from tqdm import tqdm
 
 from .backbones import BACKBONE_NAMES, BackboneSpec, ClipText, ImageBackbone
+from .embed_cache import EmbeddingCache, EmbeddingEngine, ImageSource, file_source
 from .errors import BenchError
 from .generate import load_manifest
 from .io import atomic_write_csv, atomic_write_json
+from .matched import Detector, ImageMatch, MatchedSettings, score_matched
 from .pool import Subject
 
+# Matched columns come after the paper's: empty when scoring.matched is disabled;
+# matched_dinov2 is also empty for a subject left without a crop (it counts as collapsed).
+MATCHED_SCORE_COLUMNS = ("matched_dinov2", "n_detections", "best_crop")
 SCORE_COLUMNS = ("model", "prompt_id", "seed", "n_subjects", "scene", "slot", "subject_id",
-                 "dinov2", "dino", "clip_i", "clip_t")
+                 "dinov2", "dino", "clip_i", "clip_t") + MATCHED_SCORE_COLUMNS
 
 
 @dataclass
@@ -48,36 +57,54 @@ def embed_images(backbone: ImageBackbone, paths: Sequence[Path], batch_size: int
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
 
 
+def pair_cosines(engine: EmbeddingEngine, images: Sequence[ImageSource], subjects: Sequence[Sequence[str]],
+                 references: dict[str, ImageSource], desc: str) -> tuple[list[np.ndarray], np.ndarray, dict[str, np.ndarray]]:
+    """Whole-image cosines per image with its subjects (slot order), plus the embeddings behind them."""
+    generated = engine.embed(images, desc)
+    ids = sorted(references)
+    embedded = dict(zip(ids, engine.embed([references[s] for s in ids], "refs")))
+    return [references_matrix(embedded, subjects[i]) @ generated[i] for i in range(len(images))], generated, embedded
+
+
 def run_score(model: str, out_dir: Path, pool: dict[str, Subject], specs: dict[str, BackboneSpec],
-              profile: str, batch_size: int = 16) -> ScoreSummary:
+              profile: str, batch_size: int = 16, cache_dir: Path | None = None,
+              matched: MatchedSettings | None = None) -> ScoreSummary:
+    """Score every finished image of `out_dir`; `cache_dir=None` embeds without the on-disk cache."""
     records = sorted(load_manifest(out_dir), key=lambda r: (r["prompt_id"], r["seed"]))
     if not records:
         raise BenchError(f"{out_dir / 'manifest.jsonl'}: no finished images to score")
     unknown = sorted({s for r in records for s in r["subjects"] if s not in pool})
     if unknown:
         raise BenchError(f"{out_dir / 'manifest.jsonl'}: subjects {unknown} are not in the subject pool")
-    image_paths = [out_dir / r["image"] for r in records]
-    subject_ids = sorted({s for r in records for s in r["subjects"]})
-    reference_paths = [pool[s].image for s in subject_ids]
+    images = [file_source(out_dir / r["image"]) for r in records]
+    subjects = [list(r["subjects"]) for r in records]
+    references = {s: file_source(pool[s].image) for s in sorted({s for ids in subjects for s in ids})}
+    cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
 
     cosines: dict[str, list[np.ndarray]] = {}
     clip_t = np.zeros(len(records))
     truncated = 0
     resolved: dict[str, str | None] = {}
+    forwarded: dict[str, int] = {}
+    matches: list[ImageMatch] | None = None
+    detector: Detector | None = None
     for name in BACKBONE_NAMES:
-        backbone = ImageBackbone(specs[name])
-        resolved[name] = backbone.commit_hash
-        generated = embed_images(backbone, image_paths, batch_size, f"score {model} [{name}]")
-        references = dict(zip(subject_ids, embed_images(backbone, reference_paths, batch_size, f"refs [{name}]")))
-        cosines[name] = [references_matrix(references, r["subjects"]) @ generated[i] for i, r in enumerate(records)]
+        engine = EmbeddingEngine(specs[name], cache, batch_size)
+        resolved[name] = engine.description["weights"].get("commit")
+        cosines[name], generated, embedded = pair_cosines(engine, images, subjects, references, f"score {model}")
+        if name == "dinov2" and matched is not None:
+            detector = Detector(matched, engine.device)
+            matches = score_matched(images, subjects, {s: pool[s].kind for s in references}, embedded, engine,
+                                    detector, cache)
         if name == "clip":
-            text = ClipText(backbone)
+            text = ClipText(engine.backbone)
             prompts = [r["prompt"] for r in records]
             text_embeddings = np.concatenate([text.embed_texts(prompts[i:i + batch_size])
                                               for i in range(0, len(prompts), batch_size)])
             clip_t = np.sum(text_embeddings * generated, axis=1)
             truncated = text.truncated
-        del backbone
+        forwarded[name] = engine.forwarded
+        engine.close()
 
     rows: list[dict[str, Any]] = []
     for i, record in enumerate(records):
@@ -87,6 +114,7 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], specs: dict[s
                 "n_subjects": record["n_subjects"], "scene": record["scene"], "slot": slot, "subject_id": subject_id,
                 "dinov2": float(cosines["dinov2"][i][slot - 1]), "dino": float(cosines["dino"][i][slot - 1]),
                 "clip_i": float(cosines["clip"][i][slot - 1]), "clip_t": float(clip_t[i]),
+                **(_matched_values(matches[i], slot) if matches is not None else {}),
             })
     atomic_write_csv(out_dir / "scores.csv", SCORE_COLUMNS, rows)
     atomic_write_json(out_dir / "scoring.json", {
@@ -97,8 +125,22 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], specs: dict[s
         "n_rows": len(rows),
         "clip_t_truncated_prompts": truncated,
         "clip_max_tokens": 77,
+        "matched": None if detector is None else {
+            "detector": detector.settings.detector.label, "resolved": detector.description["detector"],
+            "queries": dict(detector.settings.queries), "score_threshold": detector.settings.score_threshold,
+            "nms_iou": detector.settings.nms_iou, "max_detections": detector.settings.max_detections,
+            "images_through_detector": detector.forwarded,
+        },
+        # Work actually done this run (0 everywhere = everything came from the cache).
+        "images_through_backbones": forwarded,
+        "embedding_cache": None if cache is None else vars(cache.stats),
     })
     return ScoreSummary(n_images=len(records), n_rows=len(rows), truncated_prompts=truncated)
+
+
+def _matched_values(match: ImageMatch, slot: int) -> dict[str, Any]:
+    return {"matched_dinov2": match.cosines[slot - 1], "n_detections": match.n_detections,
+            "best_crop": match.best_crop[slot - 1]}
 
 
 def references_matrix(references: dict[str, np.ndarray], subjects: Sequence[str]) -> np.ndarray:

@@ -66,6 +66,54 @@ def build_smoke_backbones(root: Path, seed: int = 0) -> None:
     atomic_write_text(root / "READY", f"smoke backbones v{SMOKE_VERSION}, random weights, seed {seed}\n")
 
 
+SMOKE_DETECTOR_VERSION = "1"
+OWL_TINY_IMAGE_SIZE = 128  # the real OWLv2-base reads 960 px; the smoke one 128 px (8 x 8 = 64 boxes)
+
+
+def smoke_detector_dir(root: Path) -> Path:
+    """Build (once) and return a tiny random-weight OWLv2 detector folder beside the smoke backbones.
+
+    Kept apart from `smoke_backbone_dir` (its own version and READY marker) so
+    adding it does not rebuild the smoke backbones, whose embeddings are cached.
+    """
+    folder = Path(root) / f"detector-v{SMOKE_DETECTOR_VERSION}"
+    if not (folder / "READY").exists():
+        build_smoke_detector(folder)
+    return folder
+
+
+def build_smoke_detector(folder: Path, seed: int = 0) -> None:
+    """A tiny `Owlv2ForObjectDetection` + `Owlv2Processor` (real OWLv2 preprocessing, small size, in-code tokenizer).
+
+    Its boxes and scores are random: it exercises the detection -> crop -> match
+    path through `from_pretrained`, and measures nothing.
+    """
+    from transformers import CLIPTokenizer, Owlv2Config, Owlv2ForObjectDetection, Owlv2Processor
+
+    try:  # transformers 5 names the torchvision-free processor *Pil; either one preprocesses the same way
+        from transformers import Owlv2ImageProcessorPil as ImageProcessor
+    except ImportError:  # pragma: no cover - older transformers
+        from transformers import Owlv2ImageProcessor as ImageProcessor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    vocab = clip_vocab()
+    # OWL's class head compares vision features projected to the text width with text embeddings: equal widths.
+    tiny = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    config = Owlv2Config(
+        text_config={**tiny, "vocab_size": len(vocab), "max_position_embeddings": 32,
+                     "bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"],
+                     "pad_token_id": vocab["<|endoftext|>"]},
+        vision_config={**tiny, "patch_size": 16, "image_size": OWL_TINY_IMAGE_SIZE},
+        projection_dim=32,
+    )
+    Owlv2ForObjectDetection(config).save_pretrained(folder)
+    processor = ImageProcessor(size={"height": OWL_TINY_IMAGE_SIZE, "width": OWL_TINY_IMAGE_SIZE},
+                               image_mean=CLIP_MEAN, image_std=CLIP_STD)
+    Owlv2Processor(image_processor=processor, tokenizer=CLIPTokenizer(vocab=vocab, merges=[])).save_pretrained(folder)
+    atomic_write_text(folder / "READY", f"smoke OWLv2 detector v{SMOKE_DETECTOR_VERSION}, random weights, seed {seed}\n")
+
+
 def clip_vocab() -> dict[str, int]:
     """A character-level CLIP BPE vocabulary (no merges): every byte symbol, alone and word-final."""
     symbols = list(_bytes_to_unicode())

@@ -131,12 +131,17 @@ def make_jobs(prompts: list[Prompt], seeds: list[int]) -> list[Job]:
     return [Job(prompt, seed) for prompt in sorted(prompts, key=lambda p: p.id) for seed in seeds]
 
 
+def parse_shard(shard: str) -> tuple[int, int]:
+    """`i/n` -> (i, n), 0 <= i < n."""
+    match = re.fullmatch(r"(\d+)/(\d+)", shard)
+    if not match or not 0 <= int(match.group(1)) < int(match.group(2)):
+        raise BenchError(f"--shard must look like i/n with 0 <= i < n, got {shard!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
 def select_shard(jobs: list[Job], shard: str | None) -> list[Job]:
     """`--shard i/n` keeps every n-th job starting at i (0-based): balanced across subject counts."""
     if not shard:
         return jobs
-    match = re.fullmatch(r"(\d+)/(\d+)", shard)
-    if not match or not 0 <= int(match.group(1)) < int(match.group(2)):
-        raise BenchError(f"--shard must look like i/n with 0 <= i < n, got {shard!r}")
-    index, count = int(match.group(1)), int(match.group(2))
+    index, count = parse_shard(shard)
     return jobs[index::count]

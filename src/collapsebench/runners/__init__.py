@@ -1,0 +1,1 @@
+"""Where a model's generation runs: `local` (this process) or `docker` (its pinned, locked-down container)."""

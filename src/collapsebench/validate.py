@@ -1,0 +1,125 @@
+"""`collapsebench validate`: check model folders and results submissions, reporting every problem.
+
+A model folder (`models/<name>/`) is checked against the versioned JSON
+Schema and then against the repository: the adapter is registered, the
+diffusers pipeline class exists, the Dockerfile is there. A folder with a
+manifest or images is a results submission (see submission.py). `--changed
+BASE` validates the folders a pull request touched, exactly as CI runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .errors import BenchError
+from .model_config import NAME, read_model_file
+from .problems import Problem, shown
+from .submission import Benchmark, check_submission
+
+TOP_FOLDERS = ("models", "submissions")
+MODEL_FOLDER_FILES = ("model.yaml", "README.md")
+
+
+def check_model_folder(folder: Path) -> list[Problem]:
+    """Every problem of `models/<name>/`; the repository root is the folder's grandparent."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        return [Problem(shown(folder), None, "must be a real folder holding model.yaml (not a symlink or a file)")]
+    problems = []
+    if not NAME.match(folder.name):
+        problems.append(Problem(shown(folder), None, "folder name: use lower-case letters, digits, '-' and '_' (max 64)"))
+    for entry in sorted(folder.iterdir()):
+        info = entry.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            problems.append(Problem(shown(entry), None, "symlinks are not allowed in a model folder"))
+        elif entry.name not in MODEL_FOLDER_FILES or not stat.S_ISREG(info.st_mode):
+            problems.append(Problem(shown(entry), None, "unexpected entry (a model folder holds model.yaml and "
+                                                        "optionally README.md; Dockerfiles go in docker/<name>/)"))
+    path = folder / "model.yaml"
+    if not path.is_file() or path.is_symlink():
+        return problems + [Problem(shown(path), None, "missing")]
+    raw, found = read_model_file(path, folder.name)
+    if raw is not None:
+        found += _repository_problems(raw, folder.absolute().parent.parent)
+    return problems + [Problem(shown(path), where, message) for where, message in found]
+
+
+def _repository_problems(raw: dict[str, Any], root: Path) -> list[tuple[str, str]]:
+    """What the schema cannot know: is the adapter registered, the pipeline class real, the Dockerfile present."""
+    if raw.get("runner") == "submitted":
+        return []  # imported results: the images exist, nothing of ours runs
+    from .models import REGISTRY
+
+    problems = []
+    adapter = raw.get("adapter")
+    if isinstance(adapter, str) and adapter not in REGISTRY:
+        problems.append(("adapter", f"{adapter!r} is not a registered adapter (known: {', '.join(sorted(REGISTRY))}); "
+                                    "add one under src/collapsebench/models/ or use a diffusers pipeline"))
+    pipeline = raw.get("pipeline")
+    if adapter == "diffusers" and isinstance(pipeline, dict) and isinstance(pipeline.get("class"), str):
+        import diffusers
+
+        if pipeline["class"] not in dir(diffusers):  # the lazy module lists its names without importing them
+            problems.append(("pipeline.class", f"{pipeline['class']!r} is not a pipeline of the installed diffusers "
+                                               f"{diffusers.__version__}"))
+    docker = raw.get("docker")
+    dockerfile = docker.get("dockerfile") if isinstance(docker, dict) else None
+    if isinstance(dockerfile, str) and ".." not in dockerfile.split("/"):
+        path = root / dockerfile
+        if path.is_symlink() or not path.is_file():
+            problems.append(("docker.dockerfile", f"{dockerfile} is not a file in the repository"))
+    return problems
+
+
+def is_submission(folder: Path) -> bool:
+    """A results submission carries images; a model folder only describes how to make them."""
+    return any(os.path.lexists(Path(folder) / name) for name in ("manifest.jsonl", "images"))
+
+
+def changed_folders(base: str, root: Path = Path(".")) -> list[Path]:
+    """The models/<name> and submissions/<name> folders touched between BASE and HEAD (merge-base diff)."""
+    if not base or base.startswith("-"):
+        raise BenchError(f"--changed expects a git revision, got {base!r}")
+    result = subprocess.run(["git", "diff", "--name-only", "-z", "--no-renames", f"{base}...HEAD", "--"],
+                            cwd=root, capture_output=True)
+    if result.returncode != 0:
+        message = result.stderr.decode("utf-8", "replace").strip()
+        raise BenchError(f"git diff {base}...HEAD failed: {message}")
+    paths = result.stdout.decode("utf-8", "surrogateescape").split("\0")
+    folders = {tuple(p.split("/")[:2]) for p in paths if p.count("/") >= 1 and p.split("/")[0] in TOP_FOLDERS}
+    return [Path(root, *parts) for parts in sorted(folders)]
+
+
+def all_folders(root: Path = Path(".")) -> list[Path]:
+    return [entry for top in TOP_FOLDERS if (Path(root) / top).is_dir() for entry in sorted((Path(root) / top).iterdir())]
+
+
+def run_validate(folders: Iterable[Path], params: dict[str, Any]) -> int:
+    """Print every problem of every folder (or one OK line per folder); 1 if any problem, else 0."""
+    benchmark = None
+    failed = checked = 0
+    for folder in folders:
+        if not os.path.lexists(folder):
+            print(f"skipped {shown(folder)}: removed")
+            continue
+        checked += 1
+        if is_submission(folder):
+            benchmark = benchmark or Benchmark.from_params(params)
+            kind, problems = "results submission", check_submission(folder, benchmark)
+        else:
+            kind, problems = "model folder", check_model_folder(folder)
+        for problem in problems:
+            print(problem)
+        if problems:
+            failed += 1
+            print(f"FAILED {shown(folder)} ({kind}): {len(problems)} problem{'s' * (len(problems) != 1)}")
+        else:
+            print(f"OK {shown(folder)} ({kind})")
+    if not checked:
+        print("validate: no model or submission folder to check")
+    return 1 if failed else 0

@@ -1,0 +1,211 @@
+"""The `diffusers` adapter end to end on tiny random-weight pipelines of the real classes.
+
+Each pipeline (Flux2Pipeline, Flux2KleinPipeline) is built in code with tiny
+transformer / VAE / text-encoder configs and a tokenizer from an in-code
+byte-level vocabulary, written with save_pretrained, and loaded by the adapter
+with from_pretrained(folder, revision=...) exactly as real weights are. The
+tiny text encoders have as many layers as the real ones' hidden-state taps
+(30 and 27), so the pipelines run with their default arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from collapsebench.errors import BenchError
+from collapsebench.generate import run_generate
+from collapsebench.io import read_jsonl, sha256_file
+from collapsebench.model_config import ModelConfig
+from collapsebench.models import get_adapter
+from collapsebench.models.weights import WeightsPin, cached, resolve
+from collapsebench.pool import load_pool, load_reference
+from collapsebench.smoke import _bytes_to_unicode
+from collapsebench.suite import load_prompts, make_jobs
+from conftest import REPO, make_pool
+
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+HIDDEN = 16
+SIZE = 32
+# A chat template of the shape both pipelines send: roles with typed text parts (Mistral) or plain text (Qwen).
+TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{% if m['content'] is string %}{{ m['content'] }}"
+            "{% else %}{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+            "{% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+def byte_level_tokenizer(cls, specials: list[str], **kwargs):
+    """A byte-level BPE tokenizer with no merges (one token per byte) plus special tokens, all in code."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {token: index for index, token in enumerate(specials)}
+    for symbol in _bytes_to_unicode():
+        vocab.setdefault(symbol, len(vocab))
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = cls(tokenizer_object=backend, **kwargs)
+    tokenizer.chat_template = TEMPLATE
+    return tokenizer
+
+
+def tiny_transformer_and_vae():
+    from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
+
+    torch.manual_seed(0)
+    transformer = Flux2Transformer2DModel(
+        patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=3 * HIDDEN, timestep_guidance_channels=256, axes_dims_rope=[4, 4, 4, 4])
+    vae = AutoencoderKLFlux2(
+        sample_size=32, in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(4, 4, 4), layers_per_block=1, latent_channels=1,
+        norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False)
+    return transformer, vae
+
+
+def build_flux2(folder: Path) -> None:
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2Pipeline
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration, PreTrainedTokenizerFast
+
+    tokenizer = byte_level_tokenizer(PreTrainedTokenizerFast, ["<unk>", "[IMG]", "<s>", "</s>", "<pad>"],
+                                     unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    config = Mistral3Config(
+        text_config={"model_type": "mistral", "vocab_size": len(tokenizer), "hidden_size": HIDDEN,
+                     "intermediate_size": 32, "max_position_embeddings": 1024, "num_attention_heads": 2,
+                     "num_hidden_layers": 30, "num_key_value_heads": 1, "head_dim": 8, "sliding_window": None,
+                     "bos_token_id": 2, "eos_token_id": 3, "pad_token_id": 4},
+        vision_config={"model_type": "pixtral", "hidden_size": HIDDEN, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "intermediate_size": 32, "image_size": 32, "patch_size": 8, "num_channels": 3},
+        image_token_index=1, bos_token_id=2, eos_token_id=3, pad_token_id=4)
+    torch.manual_seed(0)
+    text_encoder = Mistral3ForConditionalGeneration(config)
+    transformer, vae = tiny_transformer_and_vae()
+    Flux2Pipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder,
+                  tokenizer=tokenizer, transformer=transformer).save_pretrained(folder)
+
+
+def build_flux2_klein(folder: Path) -> None:
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
+    from transformers import Qwen2TokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = byte_level_tokenizer(Qwen2TokenizerFast, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                     eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    config = Qwen3Config(vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=32, num_hidden_layers=27,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=1024,
+                         tie_word_embeddings=True)
+    torch.manual_seed(0)
+    text_encoder = Qwen3ForCausalLM(config)
+    transformer, vae = tiny_transformer_and_vae()
+    Flux2KleinPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder,
+                       tokenizer=tokenizer, transformer=transformer, is_distilled=True).save_pretrained(folder)
+
+
+BUILDERS = {"Flux2Pipeline": build_flux2, "Flux2KleinPipeline": build_flux2_klein}
+
+
+@pytest.fixture(scope="module", params=sorted(BUILDERS))
+def tiny_pipeline(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    folder = tmp_path_factory.mktemp(request.param)
+    BUILDERS[request.param](folder)
+    return request.param, folder
+
+
+@pytest.fixture
+def small_pool(tmp_path: Path) -> Path:
+    """64 px references, the smallest the FLUX.2 pipelines accept: the test pool's 96 px would cost twice the time."""
+    return make_pool(tmp_path / "data", size=64)
+
+
+def tiny_config(pipeline_class: str, folder: Path, **settings) -> ModelConfig:
+    settings = {"height": SIZE, "width": SIZE, "steps": 2, "guidance": 4.0, "device": "cpu", "dtype": "float32",
+                **settings}
+    raw = {"pipeline": {"class": pipeline_class, "repo": str(folder), "revision": REVISION}}
+    return ModelConfig(name="tiny", display_name="tiny", kind="model", adapter="diffusers", runner="local",
+                       settings=settings, raw=raw)
+
+
+def test_adapter_generates_end_to_end_and_records_what_it_sent(tiny_pipeline, small_pool: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import diffusers
+
+    pipeline_class, folder = tiny_pipeline
+    cls = getattr(diffusers, pipeline_class)
+    original, calls = cls.from_pretrained.__func__, []
+
+    def spy(klass, *args, **kwargs):
+        calls.append((args, kwargs))
+        return original(klass, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
+    pool = load_pool(small_pool)
+    prompts = load_prompts(REPO / "benchmark/prompts.yaml", pool)
+    jobs = [job for job in make_jobs(prompts, [0]) if job.prompt.id in (1, 61)]  # 2 and 10 subjects
+    out = tmp_path / "out"
+
+    report = run_generate(tiny_config(pipeline_class, folder), jobs, pool, out)
+
+    assert (report.made, report.failed) == (2, [])
+    assert len(calls) == 1 and calls[0][0] == (str(folder),) and calls[0][1]["revision"] == REVISION
+    records = {r["prompt_id"]: r for r in read_jsonl(out / "manifest.jsonl")}
+    for job in jobs:
+        record = records[job.prompt.id]
+        assert record["sent_prompt"] == record["prompt"] == job.prompt.natural(pool)
+        assert record["sent"]["references"] == list(job.prompt.subjects)
+        assert record["sent"]["pipeline"] == pipeline_class
+        assert (record["sent"]["num_inference_steps"], record["sent"]["guidance_scale"]) == (2, 4.0)
+        assert record["model_revision"] == f"{folder}@{REVISION}"
+        with Image.open(out / record["image"]) as image:
+            assert image.size == (SIZE, SIZE)
+    assert len(records[61]["sent"]["references"]) == 10
+
+
+def test_same_seed_same_image_and_the_references_are_used(tiny_pipeline, small_pool: Path) -> None:
+    pipeline_class, folder = tiny_pipeline
+    pool = load_pool(small_pool)
+    subjects = [pool["S001"], pool["S002"]]
+    references = [load_reference(s) for s in subjects]
+    adapter = get_adapter("diffusers", {**tiny_config(pipeline_class, folder).settings,
+                                        "pipeline": {"class": pipeline_class, "repo": str(folder), "revision": REVISION}})
+    adapter.load()
+
+    def pixels(refs, seed):
+        return adapter.generate("subject number 1 and subject number 2", subjects, refs, seed).image.tobytes()
+
+    first = pixels(references, 0)
+    assert pixels(references, 0) == first
+    assert pixels(references, 1) != first
+    assert pixels([Image.new("RGB", (64, 64), (255, 0, 0))] * 2, 0) != first
+
+
+def test_bad_settings_and_missing_weights_are_clear_errors(tmp_path: Path) -> None:
+    good = {"height": 32, "width": 32, "steps": 2, "guidance": 1.0}
+    with pytest.raises(BenchError, match="pipeline"):
+        get_adapter("diffusers", good)
+    with pytest.raises(BenchError, match="pipeline.class must be one of"):
+        get_adapter("diffusers", {**good, "pipeline": {"class": "OmniGenPipeline", "repo": "a/b", "revision": REVISION}})
+    with pytest.raises(BenchError, match="lack steps"):
+        get_adapter("diffusers", {"height": 1, "width": 1, "guidance": 1,
+                                  "pipeline": {"class": "Flux2Pipeline", "repo": "a/b", "revision": REVISION}})
+    with pytest.raises(BenchError, match="40-hex"):
+        get_adapter("diffusers", {**good, "pipeline": {"class": "Flux2Pipeline", "repo": "a/b", "revision": "main"}})
+
+    pin = WeightsPin("black-forest-labs/FLUX.2-dev", REVISION)
+    with pytest.raises(BenchError, match=f"huggingface-cli download black-forest-labs/FLUX.2-dev --revision {REVISION}"):
+        resolve(pin, cache_dir=tmp_path)
+    assert not cached(pin, tmp_path)
+
+
+def test_a_cached_snapshot_resolves_offline_to_its_commit(tmp_path: Path) -> None:
+    snapshot = tmp_path / "models--org--tiny" / "snapshots" / REVISION
+    snapshot.mkdir(parents=True)
+    (snapshot / "model_index.json").write_text("{}")
+    (tmp_path / "models--org--tiny" / "refs").mkdir()
+    (tmp_path / "models--org--tiny" / "refs" / "main").write_text(REVISION)
+
+    for revision in (REVISION, None):
+        pin = WeightsPin("org/tiny", revision)
+        assert cached(pin, tmp_path)
+        folder, commit = resolve(pin, cache_dir=tmp_path)
+        assert commit == REVISION and sha256_file(folder / "model_index.json")

@@ -1,0 +1,155 @@
+"""The MOSAIC adapter up to the call into MOSAIC's own code, with stand-in upstream modules.
+
+The stand-ins record every argument, so the test checks what the adapter
+hands to FLUX.1-dev's loader, to the LoRA loader and to MOSAIC's
+`process_image` / `Condition` / `generate`, with the settings of the real
+models/mosaic/model.yaml (only the weight locations and the device are
+replaced).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from PIL import Image
+
+from collapsebench.errors import BenchError
+from collapsebench.generate import run_generate
+from collapsebench.io import read_jsonl
+from collapsebench.model_config import load_model_config
+from collapsebench.pool import load_pool
+from collapsebench.suite import load_prompts, make_jobs
+from conftest import REPO
+
+
+class FakeFluxPipeline:
+    calls: list[tuple[str, Any]] = []
+
+    @classmethod
+    def from_pretrained(cls, repo: str, **kwargs: Any) -> FakeFluxPipeline:
+        cls.calls.append(("from_pretrained", repo, kwargs))
+        return cls()
+
+    def to(self, device: str) -> FakeFluxPipeline:
+        self.calls.append(("to", device))
+        return self
+
+    def load_lora_weights(self, path: str, **kwargs: Any) -> None:
+        self.calls.append(("load_lora_weights", path, kwargs))
+
+    def set_adapters(self, names: list[str], weights: list[float]) -> None:
+        self.calls.append(("set_adapters", names, weights))
+
+
+@pytest.fixture
+def upstream(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list]:
+    """Stand-ins for MOSAIC's `src.flux_omini` and `utils` modules and for diffusers.FluxPipeline."""
+    import diffusers
+
+    record: dict[str, list] = {"process_image": [], "conditions": [], "generate": []}
+
+    def process_image(path: str, target_size: int, pad_color: tuple, scale: float) -> Image.Image:
+        record["process_image"].append((path, target_size, pad_color, scale))
+        return Image.new("RGB", (target_size, target_size), "white")
+
+    class Condition:
+        def __init__(self, condition: Image.Image, adapter: str, position_delta: list[int]) -> None:
+            record["conditions"].append((condition.size, adapter, position_delta))
+
+    def generate(pipe: Any, **kwargs: Any) -> tuple[list[Image.Image]]:
+        record["generate"].append(kwargs)
+        return ([Image.new("RGB", (kwargs["width"], kwargs["height"]), "gray")],)
+
+    flux = types.ModuleType("src.flux_omini")
+    flux.Condition, flux.generate = Condition, generate
+    utils = types.ModuleType("utils")
+    utils.process_image = process_image
+    monkeypatch.setitem(sys.modules, "src", types.ModuleType("src"))
+    monkeypatch.setitem(sys.modules, "src.flux_omini", flux)
+    monkeypatch.setitem(sys.modules, "utils", utils)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    FakeFluxPipeline.calls = []
+    monkeypatch.setattr(diffusers, "FluxPipeline", FakeFluxPipeline, raising=False)
+    return record
+
+
+def mosaic_config(tmp_path: Path):
+    """The real models/mosaic/model.yaml with local weight folders and the CPU as device."""
+    config = load_model_config(REPO / "models", "mosaic")
+    for key in ("base", "lora"):
+        (tmp_path / key).mkdir(exist_ok=True)
+    settings = {**config.settings, "device": "cpu", "code_dir": str(tmp_path / "code"),
+                "base": {"repo": str(tmp_path / "base"), "revision": None},
+                "lora": {**config.settings["lora"], "repo": str(tmp_path / "lora")}}
+    return type(config)(**{**vars(config), "settings": settings})
+
+
+def test_mosaic_sends_references_in_prompt_order_with_official_settings(upstream, pool_dir: Path, tmp_path: Path) -> None:
+    pool = load_pool(pool_dir)
+    jobs = [job for job in make_jobs(load_prompts(REPO / "benchmark/prompts.yaml", pool), [3]) if job.prompt.id in (1, 61)]
+    out = tmp_path / "out"
+
+    report = run_generate(mosaic_config(tmp_path), jobs, pool, out)
+
+    assert (report.made, report.failed) == (2, [])
+    assert FakeFluxPipeline.calls[0] == ("from_pretrained", str(tmp_path / "base"),
+                                         {"revision": None, "torch_dtype": torch.bfloat16})
+    assert ("load_lora_weights", str(tmp_path / "lora"),
+            {"weight_name": "subject_512.safetensors", "adapter_name": "subject"}) in FakeFluxPipeline.calls
+    assert ("set_adapters", ["subject"], [1.0]) in FakeFluxPipeline.calls
+
+    two, ten = jobs
+    expected_paths = [str(pool[s].image) for s in two.prompt.subjects + ten.prompt.subjects]
+    assert [call[0] for call in upstream["process_image"]] == expected_paths
+    assert all(call[1:] == (512, (255, 255, 255), 0.9) for call in upstream["process_image"])
+    assert [c[2] for c in upstream["conditions"][:2]] == [[0, -32], [0, -64]]
+    assert [c[2] for c in upstream["conditions"][2:]] == [[0, -32 * (i + 1)] for i in range(10)]
+    for call, job in zip(upstream["generate"], jobs):
+        assert call["prompt"] == job.prompt.natural(pool)
+        assert (call["height"], call["width"], call["num_inference_steps"], call["guidance_scale"],
+                call["num_images_per_prompt"]) == (512, 512, 28, 3.5, 1)
+        assert call["generator"].initial_seed() == 3
+        assert len(call["conditions"]) == job.prompt.n_subjects
+
+    records = {r["prompt_id"]: r for r in read_jsonl(out / "manifest.jsonl")}
+    assert records[1]["sent"]["beyond_trained_reference_limit"] is False
+    assert records[61]["sent"]["beyond_trained_reference_limit"] is True
+    assert records[61]["sent"]["references"] == list(ten.prompt.subjects)
+    assert records[1]["model_revision"] == f"{tmp_path / 'lora'}@local on {tmp_path / 'base'}@local"
+
+
+def test_mosaic_outside_its_container_says_where_to_run_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from collapsebench.generate import adapter_settings
+    from collapsebench.models import get_adapter
+
+    monkeypatch.setitem(sys.modules, "src.flux_omini", None)  # import fails as it does without the checkout
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    adapter = get_adapter("mosaic", adapter_settings(mosaic_config(tmp_path)))
+    with pytest.raises(BenchError, match="runner: docker"):
+        adapter.load()
+
+
+def test_an_out_of_memory_job_is_reported_with_its_prompt_and_seed_and_the_others_go_on(
+        upstream, pool_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    flux = sys.modules["src.flux_omini"]
+    original = flux.generate
+
+    def generate(pipe: Any, **kwargs: Any):
+        if len(kwargs["conditions"]) == 10:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(pipe, **kwargs)
+
+    monkeypatch.setattr(flux, "generate", generate)
+    pool = load_pool(pool_dir)
+    jobs = [job for job in make_jobs(load_prompts(REPO / "benchmark/prompts.yaml", pool), [3])
+            if job.prompt.id in (1, 61, 62)]
+    report = run_generate(mosaic_config(tmp_path), jobs, pool, tmp_path / "out")
+    assert report.made == 1
+    assert [f.split(":")[0] for f in report.failed] == ["prompt 61 seed 3", "prompt 62 seed 3"]
+    assert all("OutOfMemoryError" in f for f in report.failed)
+    assert [r["prompt_id"] for r in read_jsonl(tmp_path / "out" / "manifest.jsonl")] == [1]

@@ -1,0 +1,246 @@
+"""Matched SCR: detection post-processing, Hungarian assignment, aggregation, and composites with known truth."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from collapsebench.backbones import BackboneSpec
+from collapsebench.embed_cache import EmbeddingCache, ImageSource, pil_source
+from collapsebench.errors import BenchError
+from collapsebench.matched import (
+    Detector, MatchedSettings, clone_flags, detect_cached, match_subjects, matched_cell, matched_settings,
+    score_matched, select_detections,
+)
+from collapsebench.metrics import bootstrap_intervals
+from collapsebench.models.layout import tile
+from collapsebench.smoke import build_smoke_detector
+
+QUERIES = {"person": "a photo of a person", "animal": "a photo of an animal"}
+
+
+# ---------------------------------------------------------------- detection post-processing
+
+def test_select_detections_thresholds_suppresses_and_scales() -> None:
+    scores = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.7], [0.05, 0.05]])
+    boxes = np.array([[0.25, 0.25, 0.2, 0.2],  # kept (best)
+                      [0.26, 0.25, 0.2, 0.2],  # overlaps the first: suppressed
+                      [0.75, 0.45, 0.2, 0.2],  # an animal, reaching below the image
+                      [0.5, 0.5, 0.2, 0.2]])  # below threshold
+    both = select_detections(scores, boxes, (200, 100), np.array([True, True]), 0.3, 0.3, 10, square=True)
+    assert both.shape == (2, 6)
+    np.testing.assert_allclose(both[0], [30, 30, 70, 70, 0.9, 0])  # OWLv2: relative to the padded 200 px square
+    np.testing.assert_allclose(both[1], [130, 70, 170, 100, 0.7, 1], atol=1e-5)  # clipped to the image height
+    people = select_detections(scores, boxes, (200, 100), np.array([True, False]), 0.3, 0.3, 10, square=True)
+    assert people[:, 5].tolist() == [0]  # the animal query is not asked when no subject is an animal
+    stretched = select_detections(scores, boxes, (200, 100), np.array([True, True]), 0.3, 0.3, 1, square=False)
+    np.testing.assert_allclose(stretched, [[30, 15, 70, 35, 0.9, 0]])  # OWL-ViT: width and height; max 1
+    assert select_detections(scores, boxes, (200, 100), np.array([True, True]), 0.95, 0.3, 10, True).shape == (0, 6)
+
+
+# ---------------------------------------------------------------- assignment
+
+def test_hungarian_maximizes_the_total_not_greedily() -> None:
+    similarity = np.array([[0.9, 0.8], [0.85, 0.1]])  # greedy would give subject 1 the 0.1 crop
+    match = match_subjects(similarity)
+    assert match.assigned == [1, 0] and match.cosines == pytest.approx([0.8, 0.85])
+    assert match.best_crop == [0, 0]
+
+
+def test_fewer_crops_than_subjects_leaves_subjects_unmatched() -> None:
+    match = match_subjects(np.array([[0.2], [0.9], [0.5]]))
+    assert match.n_detections == 1 and match.assigned == [None, 0, None]
+    assert match.cosines == [None, pytest.approx(0.9), None]
+    empty = match_subjects(np.zeros((3, 0)))
+    assert empty.cosines == [None] * 3 and empty.best_crop == [None] * 3
+
+
+# ---------------------------------------------------------------- aggregation
+
+def rows_of(images: Sequence[tuple[int, int, list[float | None], int, list[int | None]]]) -> list[dict[str, str]]:
+    """scores.csv-like rows from (prompt, seed, matched cosines, n_detections, best crops)."""
+    rows = []
+    for prompt, seed, cosines, detections, best in images:
+        for slot, (cosine, crop) in enumerate(zip(cosines, best), start=1):
+            rows.append({"prompt_id": str(prompt), "seed": str(seed), "n_subjects": str(len(cosines)),
+                         "slot": str(slot), "dinov2": "0.5", "matched_dinov2": "" if cosine is None else str(cosine),
+                         "n_detections": str(detections), "best_crop": "" if crop is None else str(crop)})
+    return rows
+
+
+def test_matched_cell_pools_subjects_and_counts_images() -> None:
+    rows = rows_of([
+        (1, 0, [0.9, 0.45], 2, [0, 1]),  # one below 0.5
+        (1, 1, [0.7, None], 1, [0, 0]),  # unmatched subject: collapsed; both best-match crop 0: two clones
+        (2, 0, [0.3, 0.8], 3, [1, 0]),
+    ])
+    cell = matched_cell(rows, n_boot=200, seed=1)
+    assert cell["matched_scr_0.4"] == pytest.approx(2 / 6)  # 0.3 and the unmatched one
+    assert cell["matched_scr_0.5"] == pytest.approx(3 / 6)
+    assert cell["matched_scr_0.6"] == pytest.approx(3 / 6)
+    assert cell["count_accuracy"] == pytest.approx(1 / 3)  # only the first image has N detections
+    assert cell["clone_rate"] == pytest.approx(2 / 6)
+    assert clone_flags(rows) == [False, False, True, True, False, False]
+    for column in ("matched_scr_0.4", "count_accuracy", "clone_rate"):
+        assert cell[f"{column}_lo"] <= cell[column] <= cell[f"{column}_hi"]
+
+
+def test_matched_cell_is_empty_when_matched_scoring_was_off() -> None:
+    rows = rows_of([(1, 0, [0.9, 0.45], 2, [0, 1])])
+    for row in rows:
+        row["n_detections"] = ""
+    assert matched_cell(rows, n_boot=10, seed=0) == {}
+
+
+def test_matched_intervals_use_the_paper_columns_draws() -> None:
+    """With matched == whole-image cosines and every subject matched, both SCRs get identical intervals."""
+    rng = np.random.default_rng(4)
+    rows = []
+    for prompt in range(1, 6):
+        for seed in range(3):
+            cosines = rng.uniform(0.2, 0.9, 4).round(3).tolist()
+            rows += rows_of([(prompt, seed, cosines, 4, [0, 1, 2, 3])])
+    for row in rows:
+        row["dinov2"] = row["matched_dinov2"]
+    cell = matched_cell(rows, n_boot=300, seed=11)
+    paper = bootstrap_intervals(rows, ["scr_0.5"], n_boot=300, seed=11)["scr_0.5"]
+    assert (cell["matched_scr_0.5_lo"], cell["matched_scr_0.5_hi"]) == pytest.approx(paper)
+
+
+# ---------------------------------------------------------------- composites with known ground truth
+
+class ThumbnailEmbedder:
+    """A content-sensitive stand-in for DINOv2: mean-centred 16x16 thumbnails, L2-normalized.
+
+    Random-weight backbones rate almost every pair of images alike, which would
+    hide a wrong assignment; this one tells the synthetic references apart.
+    """
+
+    def embed(self, sources: Sequence[ImageSource], desc: str = "") -> np.ndarray:
+        vectors = []
+        for source in sources:
+            pixels = np.asarray(source.load().resize((16, 16), Image.BILINEAR), dtype=np.float32).ravel()
+            pixels -= pixels.mean()
+            vectors.append(pixels / np.linalg.norm(pixels))
+        return np.stack(vectors)
+
+
+class KnownBoxes:
+    """A detector that returns given boxes (the collage's tile cells), whatever the image."""
+
+    def __init__(self, boxes: list[tuple[int, int, int, int]]) -> None:
+        self.boxes = boxes
+        self.space = "known-boxes"
+        self.settings = MatchedSettings(BackboneSpec("detector", "fake"), QUERIES)
+
+    def detect(self, images: list[Image.Image], kinds: Sequence[frozenset[str]]) -> list[np.ndarray]:
+        return [np.array([[*box, 0.9, 0] for box in self.boxes], dtype=np.float32).reshape(-1, 6) for _ in images]
+
+
+def references(count: int) -> list[Image.Image]:
+    rng = np.random.default_rng(9)
+    return [Image.fromarray(np.kron(rng.integers(0, 255, (8, 8, 3)), np.ones((16, 16, 1))).astype(np.uint8))
+            for _ in range(count)]
+
+
+def cells(count: int, size: int = 512) -> list[tuple[int, int, int, int]]:
+    """The tile boxes `layout.tile` uses for `count` images (row-major)."""
+    columns = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    width, height = size // columns, size // rows
+    return [(c * width, r * height, c * width + width, r * height + height)
+            for r, c in (divmod(i, columns) for i in range(count))]
+
+
+def run_composite(image: Image.Image, refs: list[Image.Image], boxes: list[tuple[int, int, int, int]]):
+    embedder = ThumbnailEmbedder()
+    ids = [f"S{i:03d}" for i in range(1, len(refs) + 1)]
+    embedded = dict(zip(ids, embedder.embed([pil_source(r) for r in refs])))
+    return score_matched([pil_source(image, "composite")], [ids], {s: "person" for s in ids}, embedded, embedder,
+                         KnownBoxes(boxes), cache=None)[0]
+
+
+@pytest.mark.parametrize("count", [4, 9])  # square cells: each tile is its whole reference, resized
+def test_a_collage_matches_every_subject_to_its_own_tile(count: int) -> None:
+    refs = references(count)
+    match = run_composite(tile(refs, 512), refs, cells(count))
+    assert match.n_detections == count
+    assert match.assigned == list(range(count))
+    assert min(match.cosines) > 0.97  # each crop is its reference, resized
+    rows = rows_of([(1, 0, match.cosines, match.n_detections, match.best_crop)])
+    cell = matched_cell(rows, n_boot=10, seed=0)
+    assert cell["matched_scr_0.6"] == 0 and cell["count_accuracy"] == 1 and cell["clone_rate"] == 0
+
+
+def test_a_clone_image_has_a_high_clone_rate_and_collapses_the_others() -> None:
+    refs = references(4)
+    match = run_composite(tile([refs[0]] * 4, 512), refs, cells(4))
+    assert match.best_crop == [0, 0, 0, 0]  # identical crops: everyone's best match is the same individual
+    assert match.cosines[0] > 0.97 and max(match.cosines[1:]) < 0.5
+    rows = rows_of([(1, 0, match.cosines, match.n_detections, match.best_crop)])
+    cell = matched_cell(rows, n_boot=10, seed=0)
+    assert cell["clone_rate"] == 1.0 and cell["matched_scr_0.6"] == 0.75
+
+
+def test_fewer_boxes_than_subjects_counts_the_rest_as_collapsed() -> None:
+    refs = references(4)
+    match = run_composite(tile(refs, 512), refs, cells(4)[:2])
+    assert match.n_detections == 2
+    assert match.assigned[:2] == [0, 1] and match.cosines[2:] == [None, None]
+    cell = matched_cell(rows_of([(1, 0, match.cosines, 2, match.best_crop)]), n_boot=10, seed=0)
+    assert cell["matched_scr_0.4"] == 0.5 and cell["count_accuracy"] == 0
+
+
+# ---------------------------------------------------------------- a real (tiny, random) OWLv2 through from_pretrained
+
+@pytest.fixture(scope="module")
+def tiny_detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("owl") / "detector"
+    build_smoke_detector(folder)
+    return folder
+
+
+def test_tiny_owlv2_detects_through_from_pretrained_and_is_cached(tiny_detector: Path, tmp_path: Path) -> None:
+    settings = MatchedSettings(BackboneSpec("detector", str(tiny_detector)), QUERIES, score_threshold=0.0,
+                               nms_iou=0.5, max_detections=5, batch_size=2)
+    detector = Detector(settings, torch.device("cpu"))
+    rng = np.random.default_rng(2)
+    images = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for w, h in ((160, 96), (80, 120), (64, 64))]
+    sources = [pil_source(image) for image in images]
+    kinds = [frozenset({"person"}), frozenset({"person", "animal"}), frozenset({"animal"})]
+    cache = EmbeddingCache(tmp_path / "cache")
+
+    found = detect_cached(detector, sources, kinds, cache)
+    assert detector.forwarded == 3
+    for image, detections, allowed in zip(images, found, kinds):
+        assert 1 <= len(detections) <= 5
+        assert np.all(detections[:, 0] >= 0) and np.all(detections[:, 2] <= image.width)
+        assert np.all(detections[:, 1] >= 0) and np.all(detections[:, 3] <= image.height)
+        assert np.all(np.diff(detections[:, 4]) <= 0)  # best first
+        assert {detector.kinds[int(q)] for q in detections[:, 5]} <= allowed
+
+    again = Detector(settings, torch.device("cpu"))
+    for got, expected in zip(detect_cached(again, sources, kinds, EmbeddingCache(tmp_path / "cache")), found):
+        np.testing.assert_array_equal(got, expected)
+    assert again.forwarded == 0 and again._model is None
+
+
+def test_matched_settings_from_params(tmp_path: Path) -> None:
+    assert matched_settings({"profile": "smoke"}) is None
+    assert matched_settings({"profile": "real", "matched": {"enabled": False}}) is None
+    real = matched_settings({"profile": "real", "matched": {
+        "enabled": True, "detector": {"id": "google/owlv2-base-patch16-ensemble", "revision": "abc"}}})
+    assert real is not None and real.detector.label == "google/owlv2-base-patch16-ensemble@abc"
+    assert set(real.queries) == {"person", "animal"}
+    with pytest.raises(BenchError, match="params.yaml: scoring.matched.queries: no text query"):
+        matched_settings({"profile": "real", "matched": {"enabled": True, "detector": {"id": "x"},
+                                                          "queries": {"person": "a person"}}})
+    with pytest.raises(BenchError, match="score_threshold"):
+        matched_settings({"profile": "real", "matched": {"enabled": True, "detector": {"id": "x"},
+                                                          "score_threshold": 1.5}})
