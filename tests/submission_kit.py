@@ -58,23 +58,25 @@ def benchmark(prompts: int | None = None) -> Benchmark:
     return full if prompts is None else Benchmark({i: full.prompts[i] for i in range(1, prompts + 1)}, full.seeds)
 
 
-@pytest.fixture(scope="session")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+# Fixtures are registered under their `name`; test modules import the functions to make them visible.
+@pytest.fixture(scope="session", name="pristine")
+def pristine_fixture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(a valid submission folder, the pool it was made from); copy it before changing anything."""
     root = tmp_path_factory.mktemp("pristine")
     pool_dir = make_pool(root / "data")
     pool = load_pool(pool_dir)
     config = dataclasses.replace(load_model_config(REPO / "models", "clone"), settings={"size": 256})
     folder = root / "submissions" / NAME
-    report = run_generate(config, make_jobs(load_prompts(REPO / "benchmark/prompts.yaml", pool), list(SEEDS)), pool, folder)
+    jobs = make_jobs(load_prompts(REPO / "benchmark/prompts.yaml", pool), list(SEEDS))
+    report = run_generate(config, jobs, pool, folder)
     assert report.made == 75 * len(SEEDS) and not report.failed
     (folder / ".lock").unlink()
     (folder / "model.yaml").write_text(yaml.safe_dump(MODEL_YAML, sort_keys=False))
     return folder, pool_dir
 
 
-@pytest.fixture(scope="session")
-def small_pristine(pristine: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+@pytest.fixture(scope="session", name="small_pristine")
+def small_pristine_fixture(pristine: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The pristine submission cut to the jobs of `benchmark(SMALL_PROMPTS)`."""
     folder = tmp_path_factory.mktemp("small") / NAME
     (folder / "images").mkdir(parents=True)
@@ -130,6 +132,11 @@ def bomb_png(side: int = 30000) -> bytes:
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 1024))
             + chunk(b"IEND", b""))
+
+
+def flipped(data: bytes, start: int, stop: int) -> bytes:
+    """`data` with the bytes in [start, stop) inverted: a corrupt chunk whose length still adds up."""
+    return data[:start] + bytes(b ^ 0xFF for b in data[start:stop]) + data[stop:]
 
 
 def tree_digest(root: Path) -> str:

@@ -12,6 +12,7 @@ import copy
 import os
 import sys
 import types
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,7 @@ def xverse_config(tmp_path: Path):
 
 
 def test_xverse_builds_its_test_sample_from_the_subjects(upstream, pool_dir: Path, tmp_path: Path) -> None:
-    pool = load_pool(pool_dir)
+    pool = {key: replace(subject, phrase=f"a {subject.phrase}") for key, subject in load_pool(pool_dir).items()}
     jobs = [job for job in make_jobs(load_prompts(REPO / "benchmark/prompts.yaml", pool), [5]) if job.prompt.id in (1, 61)]
     out = tmp_path / "out"
 
@@ -130,7 +131,7 @@ def test_xverse_builds_its_test_sample_from_the_subjects(upstream, pool_dir: Pat
         inputs = sample["modulation"][0]
         assert [x["image_path"] for x in inputs["src_inputs"]] == [str(s.image) for s in subjects]
         assert [x["caption"] for x in inputs["src_inputs"]] == [s.phrase for s in subjects]
-        assert [w for _, w, _ in inputs["use_words"]] == [s.phrase for s in subjects]  # no leading "a " to strip
+        assert [w for _, w, _ in inputs["use_words"]] == [s.phrase[2:] for s in subjects]  # upstream drops "a "
         weights = ["3" if s.kind == "person" else "5" for s in subjects]
         assert call["control_weight_lambda"] == "0-1:1/" + "/".join(weights)
         assert (call["num_images"], call["target_height"], call["target_width"], call["num_inference_steps"],

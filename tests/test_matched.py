@@ -211,7 +211,8 @@ def test_tiny_owlv2_detects_through_from_pretrained_and_is_cached(tiny_detector:
                                nms_iou=0.5, max_detections=5, batch_size=2)
     detector = Detector(settings, torch.device("cpu"))
     rng = np.random.default_rng(2)
-    images = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for w, h in ((160, 96), (80, 120), (64, 64))]
+    sizes = ((160, 96), (80, 120), (64, 64))
+    images = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
     sources = [pil_source(image) for image in images]
     kinds = [frozenset({"person"}), frozenset({"person", "animal"}), frozenset({"animal"})]
     cache = EmbeddingCache(tmp_path / "cache")
@@ -244,3 +245,16 @@ def test_matched_settings_from_params(tmp_path: Path) -> None:
     with pytest.raises(BenchError, match="score_threshold"):
         matched_settings({"profile": "real", "matched": {"enabled": True, "detector": {"id": "x"},
                                                           "score_threshold": 1.5}})
+
+
+def test_the_pipeline_params_pin_the_detector_revision() -> None:
+    import re
+
+    import yaml
+
+    from conftest import REPO
+
+    scoring = yaml.safe_load((REPO / "params.yaml").read_text())["scoring"]
+    real = matched_settings({**scoring, "profile": "real"})
+    assert real is not None and real.detector.source == "google/owlv2-base-patch16-ensemble"
+    assert re.fullmatch(r"[0-9a-f]{40}", real.detector.revision or "")

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from submission_kit import FLUX2, NAME, pristine, tree_digest  # noqa: F401  (pristine is a fixture)
+from submission_kit import FLUX2, NAME, pristine_fixture, tree_digest  # noqa: F401  (the `pristine` fixture)
 
 CI = REPO / ".github" / "workflows" / "ci.yml"
 STEP = "Validate changed model and submission folders"
@@ -31,7 +31,7 @@ def ci_step() -> dict:
 
 def sh(command: list[str] | str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, shell=isinstance(command, str),
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, shell=isinstance(command, str), check=False,
                           env={**os.environ, "PATH": path, **(env or {})})
 
 

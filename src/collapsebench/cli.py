@@ -161,7 +161,7 @@ def cmd_validate(args: argparse.Namespace, params: dict[str, Any]) -> int:
         folders += all_folders()
     if not (args.paths or args.changed or args.all):
         raise BenchError("validate: give a folder, --changed BASE or --all")
-    return run_validate(dict.fromkeys(folders), params)
+    return run_validate(list(dict.fromkeys(folders)), params)  # each folder once, in order
 
 
 def cmd_submission_import(args: argparse.Namespace, params: dict[str, Any]) -> int:

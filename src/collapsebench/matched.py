@@ -67,7 +67,8 @@ def matched_settings(scoring: Mapping[str, Any], where: str = "params.yaml") -> 
     if scoring.get("profile", "smoke") == "smoke":
         from .smoke import smoke_detector_dir
 
-        spec = BackboneSpec("detector", str(smoke_detector_dir(Path(scoring.get("smoke_dir", ".cache/smoke-backbones")))))
+        smoke_root = Path(scoring.get("smoke_dir", ".cache/smoke-backbones"))
+        spec = BackboneSpec("detector", str(smoke_detector_dir(smoke_root)))
     else:
         detector = block.get("detector") or {}
         if not detector.get("id"):
@@ -149,7 +150,8 @@ class Detector:
             raise BenchError(f"matched SCR: cannot load detector {spec.label} ({error}). Offline? Put it in the "
                              "Hugging Face cache, or disable scoring.matched.") from error
         if config.model_type not in ("owlv2", "owlvit"):
-            raise BenchError(f"matched SCR: detector {spec.label} is a {config.model_type!r}; expected OWLv2 or OWL-ViT")
+            raise BenchError(f"matched SCR: detector {spec.label} is a {config.model_type!r}; "
+                             "expected OWLv2 or OWL-ViT")
         self.square = config.model_type == "owlv2"
         self.max_text = int(config.text_config.max_position_embeddings)
         self.kinds = tuple(settings.queries)
@@ -281,8 +283,9 @@ def score_matched(images: Sequence[ImageSource], subjects: Sequence[Sequence[str
         detections = detect_cached(detector, sources, image_kinds, cache)
         crops: list[list[ImageSource]] = []
         for source, found in zip(sources, detections):
-            decoded = source.load() if len(found) else None
-            crops.append([pil_source(crop(decoded, d), f"{source.label} box {j}") for j, d in enumerate(found)])
+            decoded = source.load() if len(found) else None  # no boxes: the image is not even decoded
+            crops.append([pil_source(crop(decoded, d), f"{source.label} box {j}")
+                          for j, d in enumerate(found) if decoded is not None])
         flat = [c for image_crops in crops for c in image_crops]
         vectors = engine.embed(flat, desc="crops") if flat else np.zeros((0, 0), dtype=np.float32)
         offset = 0

@@ -74,8 +74,8 @@ def read_model_file(path: Path, expected_name: str) -> tuple[dict[str, Any] | No
     if not isinstance(raw, dict):
         return None, [("(file)", "expected a mapping of fields")]
     if _too_big(raw):
-        return None, [("(file)", f"more than {MAX_NODES} values or {MAX_DEPTH} levels (YAML aliases?); "
-                                 "a model.yaml is small")]
+        return None, [("(file)", (f"more than {MAX_NODES} values or {MAX_DEPTH} levels (YAML aliases?); "
+                                  "a model.yaml is small"))]
     plain = _plain_data_problems(raw)
     # A field with a YAML-typed value is reported once, by the clearer plain-data message.
     problems = plain + [p for p in schema_problems(raw) if p[0] not in {where for where, _ in plain}]

@@ -18,7 +18,8 @@ IHDR_START = b"\x00\x00\x00\x0dIHDR"
 IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 MAX_BYTES = 8 * 1024 * 1024
 MIN_SIDE, MAX_SIDE = 256, 2048
-OTHER_FORMATS = ((b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+OTHER_FORMATS = ((b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
+                 (b"MM\x00*", "TIFF"))
 
 
 def png_problems(data: bytes) -> tuple[list[str], tuple[int, int] | None]:
@@ -31,7 +32,8 @@ def png_problems(data: bytes) -> tuple[list[str], tuple[int, int] | None]:
         return ["damaged PNG: the first chunk is not a complete IHDR header"], None
     width, height = struct.unpack(">II", data[16:24])
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
-        return [f"declared size {width}x{height} px; each side must be {MIN_SIDE}..{MAX_SIDE} px (checked before decoding)"], None
+        return [f"declared size {width}x{height} px; each side must be {MIN_SIDE}..{MAX_SIDE} px "
+                "(checked before decoding)"], None
     problems = []
     if not data.endswith(IEND):
         at = data.rfind(IEND)
@@ -40,13 +42,14 @@ def png_problems(data: bytes) -> tuple[list[str], tuple[int, int] | None]:
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
             if getattr(image, "is_animated", False):
-                return problems + [f"animated PNG with {image.n_frames} frames; one still image per job"], None
+                frames = getattr(image, "n_frames", 2)
+                return [*problems, f"animated PNG with {frames} frames; one still image per job"], None
             image.verify()  # chunk CRCs and structure
         with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
             image.load()  # every pixel decompresses
             size = image.size
-    except Exception as error:  # noqa: BLE001 - Pillow raises many types for hostile input; each means "undecodable"
-        return problems + [f"cannot be decoded ({type(error).__name__}: {error})"], None
+    except Exception as error:  # Pillow raises many types for hostile input; each means "undecodable"
+        return [*problems, f"cannot be decoded ({type(error).__name__}: {error})"], None
     return problems, size
 
 

@@ -58,7 +58,8 @@ def embed_images(backbone: ImageBackbone, paths: Sequence[Path], batch_size: int
 
 
 def pair_cosines(engine: EmbeddingEngine, images: Sequence[ImageSource], subjects: Sequence[Sequence[str]],
-                 references: dict[str, ImageSource], desc: str) -> tuple[list[np.ndarray], np.ndarray, dict[str, np.ndarray]]:
+                 references: dict[str, ImageSource],
+                 desc: str) -> tuple[list[np.ndarray], np.ndarray, dict[str, np.ndarray]]:
     """Whole-image cosines per image with its subjects (slot order), plus the embeddings behind them."""
     generated = engine.embed(images, desc)
     ids = sorted(references)

@@ -26,7 +26,7 @@ import shutil
 import stat
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,11 @@ from .pool import Subject
 from .problems import Problem, shown
 from .suite import Prompt, load_prompts
 
-LAYOUT = ("model.yaml", "manifest.jsonl", "images")
+LAYOUT = {  # required entry -> what to say when it is missing
+    "model.yaml": "missing: the model description (schema v1, runner: submitted)",
+    "manifest.jsonl": "missing: one JSON line per job (prompt_id, seed, subjects, image, sha256)",
+    "images": "missing: the folder of PNG images the manifest names",
+}
 OPTIONAL = ("README.md",)
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 # ASCII only, one level under images/: no look-alike letters, no right-to-left overrides, no sub-folders.
@@ -71,7 +75,7 @@ class Benchmark:
     def subject_ids(self) -> frozenset[str]:
         return frozenset(s for p in self.prompts.values() for s in p.subjects)
 
-    def keys(self) -> list[str]:
+    def job_keys(self) -> list[str]:
         return [job_key(prompt_id, seed) for prompt_id in sorted(self.prompts) for seed in self.seeds]
 
 
@@ -117,11 +121,8 @@ def inspect_submission(folder: Path, benchmark: Benchmark) -> Inspection:
         found.problems.append(Problem(name, None, "folder name: use lower-case letters, digits, '-' and '_' (max 64)"))
     files = _scan(folder, found.problems)
     _check_model_file(folder, found.problems)
-    manifest = folder / "manifest.jsonl"
     if "manifest.jsonl" in files:
-        found.lines = _check_manifest(manifest, files["manifest.jsonl"], benchmark, found)
-    elif not os.path.lexists(manifest):
-        found.problems.append(Problem(shown(manifest), None, "missing: one JSON line per job (prompt_id, seed, subjects, image, sha256)"))
+        found.lines = _check_manifest(folder / "manifest.jsonl", files["manifest.jsonl"], benchmark, found)
     _check_images(folder, files, found)
     return found
 
@@ -129,9 +130,9 @@ def inspect_submission(folder: Path, benchmark: Benchmark) -> Inspection:
 def _scan(folder: Path, problems: list[Problem]) -> dict[str, os.stat_result]:
     """Regular files by relative path; symlinks, special files, hard links and stray entries are problems."""
     files: dict[str, os.stat_result] = {}
-    for entry in LAYOUT:
-        if not os.path.lexists(folder / entry) and entry != "manifest.jsonl":
-            problems.append(Problem(shown(folder / entry), None, "missing"))
+    for entry, message in LAYOUT.items():
+        if not os.path.lexists(folder / entry):
+            problems.append(Problem(shown(folder / entry), None, message))
     for root, dirs, names in os.walk(folder, followlinks=False):
         for item in sorted(dirs) + sorted(names):
             path = Path(root) / item
@@ -142,7 +143,7 @@ def _scan(folder: Path, problems: list[Problem]) -> dict[str, os.stat_result]:
                 problems.append(Problem(where, None, "symlinks are not allowed anywhere in a submission"))
             elif stat.S_ISDIR(info.st_mode):
                 if relative != "images":
-                    problems.append(Problem(where, None, "unexpected folder (only images/ is allowed, with no sub-folders)"))
+                    problems.append(Problem(where, None, "unexpected folder (only images/, with no sub-folders)"))
             elif not stat.S_ISREG(info.st_mode):
                 problems.append(Problem(where, None, "not a regular file (device, pipe or socket)"))
             elif info.st_nlink > 1:
@@ -150,7 +151,7 @@ def _scan(folder: Path, problems: list[Problem]) -> dict[str, os.stat_result]:
             elif _is_scores(relative):
                 problems.append(Problem(where, None, "submitted scores are rejected, not used: we score every image "
                                                      "ourselves; remove this file"))
-            elif relative in LAYOUT + OPTIONAL or relative.startswith("images/"):
+            elif relative in LAYOUT or relative in OPTIONAL or relative.startswith("images/"):
                 files[relative] = info
             else:
                 problems.append(Problem(where, None, "unexpected file (a submission holds model.yaml, "
@@ -159,8 +160,8 @@ def _scan(folder: Path, problems: list[Problem]) -> dict[str, os.stat_result]:
 
 
 def _is_scores(relative: str) -> bool:
-    name = relative.rsplit("/", 1)[-1].lower()
-    return name.startswith(("scores", "scoring", "metrics", "table1"))
+    """Tables and JSON files (scores.csv, scoring.json, metrics.json, ...): the layout has none but the manifest."""
+    return relative.lower().endswith((".csv", ".tsv", ".json"))
 
 
 def _check_model_file(folder: Path, problems: list[Problem]) -> None:
@@ -189,39 +190,42 @@ def _check_manifest(path: Path, info: os.stat_result, benchmark: Benchmark, foun
     lines: list[Line] = []
     first_line: dict[str, int] = {}
     first_image: dict[str, int] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text.split("\n"), start=1):  # JSON Lines: only \n ends a line
         if not raw.strip():
             continue
-        line = _check_line(where, number, raw, benchmark, found.problems)
-        if line is None:
+        key, line = _check_line(where, number, raw, benchmark, found.problems)
+        if key is None:
             continue
-        if line.key in first_line:
-            found.problems.append(Problem(where, f"line {number}", f"job {line.key} (prompt {line.prompt.id}, seed "
-                                                                   f"{line.seed}) already on line {first_line[line.key]}"))
+        if key in first_line:
+            found.problems.append(Problem(where, f"line {number}", f"job {key} already on line {first_line[key]}"))
+            continue
+        first_line[key] = number  # even when the line is broken: the job is there, just wrong
+        if line is None:
             continue
         if line.image in first_image:
             found.problems.append(Problem(where, f"line {number}: image", f"{line.image} is already used by line "
                                                                           f"{first_image[line.image]}"))
             continue
-        first_line[line.key], first_image[line.image] = number, number
+        first_image[line.image] = number
         lines.append(line)
-    for key in benchmark.keys():
+    for key in benchmark.job_keys():
         if key not in first_line:
             found.problems.append(Problem(where, None, f"job {key} is missing (every prompt x seed exactly once)"))
     return lines
 
 
-def _check_line(where: str, number: int, raw: str, benchmark: Benchmark, problems: list[Problem]) -> Line | None:
-    """Check one manifest line; a Line if it names a real job with a safe image path and a sha256."""
+def _check_line(where: str, number: int, raw: str, benchmark: Benchmark,
+                problems: list[Problem]) -> tuple[str | None, Line | None]:
+    """Check one manifest line: its job key if it names a benchmark job, and a Line if nothing is wrong with it."""
     at = f"line {number}"
     try:
         record = json.loads(raw)
     except json.JSONDecodeError as error:
         problems.append(Problem(where, at, f"not valid JSON ({error.msg})"))
-        return None
+        return None, None
     if not isinstance(record, dict):
         problems.append(Problem(where, at, "expected a JSON object"))
-        return None
+        return None, None
     before = len(problems)
 
     def bad(name: str, message: str) -> None:
@@ -247,7 +251,8 @@ def _check_line(where: str, number: int, raw: str, benchmark: Benchmark, problem
         if unknown:
             bad("subjects", f"unknown subject IDs {[shown(s) for s in unknown]}")
         elif prompt is not None and tuple(subjects) != prompt.subjects:
-            bad("subjects", f"{subjects} differ from prompt {prompt.id}'s subjects {list(prompt.subjects)} (same order)")
+            bad("subjects", f"{subjects} differ from prompt {prompt.id}'s subjects {list(prompt.subjects)} "
+                            "(same order)")
     image = record.get("image")
     image_problem = image_path_problem(image)
     if image_problem:
@@ -263,14 +268,13 @@ def _check_line(where: str, number: int, raw: str, benchmark: Benchmark, problem
     for name in ("width", "height"):
         if name in record and not _is_int(record[name]):
             bad(name, f"must be an integer, got {record[name]!r}")
-    if prompt is not None and _is_int(seed):
-        key = job_key(prompt.id, seed)
-        for name, expected in (("key", key), ("n_subjects", prompt.n_subjects), ("scene", prompt.scene)):
-            if name in record and record[name] != expected:
-                bad(name, f"{record[name]!r} does not match prompt {prompt.id} (expected {expected!r})")
-    if len(problems) > before or prompt is None:
-        return None
-    return Line(number, job_key(prompt.id, seed), prompt, seed, image, digest, record)
+    if prompt is None or not _is_int(seed) or seed not in benchmark.seeds:
+        return None, None
+    key = job_key(prompt.id, seed)
+    for name, expected in (("key", key), ("n_subjects", prompt.n_subjects), ("scene", prompt.scene)):
+        if name in record and record[name] != expected:
+            bad(name, f"{record[name]!r} does not match prompt {prompt.id} (expected {expected!r})")
+    return key, (None if len(problems) > before else Line(number, key, prompt, seed, str(image), str(digest), record))
 
 
 def image_path_problem(image: object) -> str | None:
@@ -278,17 +282,17 @@ def image_path_problem(image: object) -> str | None:
     if not isinstance(image, str) or not image:
         return "must be a path like images/p01_s0.png"
     if "\x00" in image:
-        return f"{ascii(image)} contains a null byte"
+        return f"{image!a} contains a null byte"
     if image.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", image):
-        return f"{ascii(image)} is absolute; paths are relative to the submission folder"
+        return f"{image!a} is absolute; paths are relative to the submission folder"
     if "\\" in image:
-        return f"{ascii(image)} uses backslashes; use images/<name>.png"
+        return f"{image!a} uses backslashes; use images/<name>.png"
     if ".." in image.split("/"):
-        return f"{ascii(image)} has a '..' component: it would leave the submission folder"
+        return f"{image!a} has a '..' component: it would leave the submission folder"
     if not image.isascii() or not image.isprintable():
-        return f"{ascii(image)} has non-ASCII or control characters (look-alike letters are not allowed)"
+        return f"{image!a} has non-ASCII or control characters (look-alike letters are not allowed)"
     if not IMAGE_PATH.match(image):
-        return f"{ascii(image)} must look like images/<name>.png (letters, digits, '.', '_', '-'; no sub-folders)"
+        return f"{image!a} must look like images/<name>.png (letters, digits, '.', '_', '-'; no sub-folders)"
     return None
 
 
@@ -317,7 +321,7 @@ def _check_images(folder: Path, files: dict[str, os.stat_result], found: Inspect
         if size is None:
             continue
         found.sizes[relative] = size
-        for name, value in zip(("width", "height"), size):
+        for name, value in zip(("width", "height"), size, strict=True):
             declared = line.record.get(name)
             if declared is not None and declared != value:
                 found.problems.append(Problem(where, name, f"manifest line {line.number} says {declared}, the "
@@ -361,11 +365,11 @@ def import_submission(folder: Path, benchmark: Benchmark, pool: dict[str, Subjec
     model_staging = Path(tempfile.mkdtemp(prefix=f".{name}.import-", dir=model_target.parent))
     try:
         lines = []
+        (staging / "images").mkdir()
         for line in sorted(found.lines, key=lambda item: (item.prompt.id, item.seed)):
             data = _read_regular(folder / line.image)
             if sha256_bytes(data) != line.sha256:
                 raise BenchError(f"{shown(folder / line.image)}: changed while importing; run the import again")
-            (staging / "images").mkdir(exist_ok=True)
             (staging / "images" / f"{line.key}.png").write_bytes(data)
             lines.append(_imported_record(line, config, pool, found.sizes[line.image]))
         atomic_write_text(staging / "manifest.jsonl",
@@ -373,7 +377,7 @@ def import_submission(folder: Path, benchmark: Benchmark, pool: dict[str, Subjec
         atomic_write_json(staging / "provenance.json", {
             "source": "submitted", "label": SUBMITTED_LABEL, "submission": name, "n_images": len(lines),
             "manifest_sha256": found.manifest_sha256,
-            "imported_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "imported_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         })
         shutil.copyfile(folder / "model.yaml", model_staging / "model.yaml")
         os.rename(model_staging, model_target)
@@ -388,7 +392,8 @@ def import_submission(folder: Path, benchmark: Benchmark, pool: dict[str, Subjec
     return target
 
 
-def _imported_record(line: Line, config: ModelConfig, pool: dict[str, Subject], size: tuple[int, int]) -> dict[str, Any]:
+def _imported_record(line: Line, config: ModelConfig, pool: dict[str, Subject],
+                     size: tuple[int, int]) -> dict[str, Any]:
     """A manifest line in generate's format, so `generate` sees the job as done and `score` reads it as usual.
 
     The prompt text scored by CLIP-T is ours, never the submitted one; the

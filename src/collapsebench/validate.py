@@ -32,7 +32,8 @@ def check_model_folder(folder: Path) -> list[Problem]:
         return [Problem(shown(folder), None, "must be a real folder holding model.yaml (not a symlink or a file)")]
     problems = []
     if not NAME.match(folder.name):
-        problems.append(Problem(shown(folder), None, "folder name: use lower-case letters, digits, '-' and '_' (max 64)"))
+        problems.append(Problem(shown(folder), None, "folder name: use lower-case letters, digits, '-' and '_' "
+                                                     "(max 64)"))
     for entry in sorted(folder.iterdir()):
         info = entry.lstat()
         if stat.S_ISLNK(info.st_mode):
@@ -42,7 +43,7 @@ def check_model_folder(folder: Path) -> list[Problem]:
                                                         "optionally README.md; Dockerfiles go in docker/<name>/)"))
     path = folder / "model.yaml"
     if not path.is_file() or path.is_symlink():
-        return problems + [Problem(shown(path), None, "missing")]
+        return [*problems, Problem(shown(path), None, "missing")]
     raw, found = read_model_file(path, folder.name)
     if raw is not None:
         found += _repository_problems(raw, folder.absolute().parent.parent)
@@ -58,15 +59,16 @@ def _repository_problems(raw: dict[str, Any], root: Path) -> list[tuple[str, str
     problems = []
     adapter = raw.get("adapter")
     if isinstance(adapter, str) and adapter not in REGISTRY:
-        problems.append(("adapter", f"{adapter!r} is not a registered adapter (known: {', '.join(sorted(REGISTRY))}); "
-                                    "add one under src/collapsebench/models/ or use a diffusers pipeline"))
+        known = ", ".join(sorted(REGISTRY))
+        problems.append(("adapter", (f"{adapter!r} is not a registered adapter (known: {known}); "
+                                     "add one under src/collapsebench/models/ or use a diffusers pipeline")))
     pipeline = raw.get("pipeline")
     if adapter == "diffusers" and isinstance(pipeline, dict) and isinstance(pipeline.get("class"), str):
         import diffusers
 
         if pipeline["class"] not in dir(diffusers):  # the lazy module lists its names without importing them
-            problems.append(("pipeline.class", f"{pipeline['class']!r} is not a pipeline of the installed diffusers "
-                                               f"{diffusers.__version__}"))
+            problems.append(("pipeline.class", (f"{pipeline['class']!r} is not a pipeline of the installed "
+                                                f"diffusers {diffusers.__version__}")))
     docker = raw.get("docker")
     dockerfile = docker.get("dockerfile") if isinstance(docker, dict) else None
     if isinstance(dockerfile, str) and ".." not in dockerfile.split("/"):
@@ -86,7 +88,7 @@ def changed_folders(base: str, root: Path = Path(".")) -> list[Path]:
     if not base or base.startswith("-"):
         raise BenchError(f"--changed expects a git revision, got {base!r}")
     result = subprocess.run(["git", "diff", "--name-only", "-z", "--no-renames", f"{base}...HEAD", "--"],
-                            cwd=root, capture_output=True)
+                            cwd=root, capture_output=True, check=False)
     if result.returncode != 0:
         message = result.stderr.decode("utf-8", "replace").strip()
         raise BenchError(f"git diff {base}...HEAD failed: {message}")
@@ -96,7 +98,8 @@ def changed_folders(base: str, root: Path = Path(".")) -> list[Path]:
 
 
 def all_folders(root: Path = Path(".")) -> list[Path]:
-    return [entry for top in TOP_FOLDERS if (Path(root) / top).is_dir() for entry in sorted((Path(root) / top).iterdir())]
+    tops = [Path(root) / top for top in TOP_FOLDERS if (Path(root) / top).is_dir()]
+    return [entry for top in tops for entry in sorted(top.iterdir())]
 
 
 def run_validate(folders: Iterable[Path], params: dict[str, Any]) -> int:

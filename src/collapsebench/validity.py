@@ -61,7 +61,7 @@ WHAT_EACH_METRIC_SEES = """\
 
 | metric | sees | cannot see |
 |---|---|---|
-| whole-image SCR / DINOv2 (paper) | whether each reference's look is present somewhere in the scene | where, or how many times; it is diluted by the other N-1 subjects, so it rises with N even for a perfect image |
+| whole-image SCR / DINOv2 (paper) | whether each reference's look is present somewhere in the scene | where, or how many times; each subject is one of N in the frame, so it is diluted as N grows (see the prediction) |
 | CLIP-I | global semantic similarity of the scene to each reference | identity details; diluted like DINOv2 |
 | CLIP-T | agreement of the scene with the prompt text | identity |
 | matched SCR | each detected individual against each subject, one to one | subjects the detector misses (counted collapsed), crops cut by occlusion; it inherits the detector's errors |
@@ -101,7 +101,8 @@ def checks(by_model: dict[str, list[dict[str, Any]]]) -> list[str]:
         lines.append(f"- collage, whole-image SCR@{TAU:g} rises with N: {verdict(rise)} ({_series(collage, GLOBAL)})")
         if not math.isnan(_value(collage[0], MATCHED)):
             low = max(_value(r, MATCHED) for r in collage) <= NEAR_ZERO
-            lines.append(f"- collage, matched SCR@{TAU:g} near 0 at every N: {verdict(low)} ({_series(collage, MATCHED)})")
+            lines.append(f"- collage, matched SCR@{TAU:g} near 0 at every N: {verdict(low)} "
+                         f"({_series(collage, MATCHED)})")
     clone = by_model.get("clone")
     if clone and not math.isnan(_value(clone[0], MATCHED)):
         gap = max(abs(_value(r, MATCHED) - (int(r["n_subjects"]) - 1) / int(r["n_subjects"])) for r in clone)
