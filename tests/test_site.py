@@ -293,3 +293,26 @@ def test_clicking_a_header_sorts_the_table_in_chromium(built: Path, tmp_path: Pa
     values = [float(re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)[column].split()[0])
               for row in re.findall(r"<tr>(.*?)</tr>", table, re.S) if "<td" in row]
     assert len(values) == 6 and values == sorted(values)
+
+
+def test_a_results_submission_is_labelled_submitted_by_the_authors(tmp_path: Path) -> None:
+    from synthetic_results import write_model, write_results
+
+    from collapsebench.io import atomic_write_json
+    from collapsebench.submission import SUBMITTED_LABEL
+
+    results = tmp_path / "results"
+    write_model(results, "beta")
+    atomic_write_json(results / "models" / "beta" / "provenance.json", {"source": "submitted"})
+    table = write_results(results, PAPER, models=("alpha", "beta"))
+    assert {(r["model"], r["generated_by"]) for r in table if r["source"] == "reproduced"} == {
+        ("alpha", "collapsebench"), ("beta", "authors")}
+    build_site(results, tmp_path / "models", tmp_path / "public", SITE_DIR)
+    index = (tmp_path / "public" / "index.html").read_text(encoding="utf-8")
+    reproduced = table_html(index, "reproduced")
+    labelled = [row for row in reproduced.split("<tr>") if SUBMITTED_LABEL in row]
+    assert len(labelled) == sum(r["model"] == "beta" and r["source"] == "reproduced" for r in table)
+    assert all("beta" in row and "alpha" not in row for row in labelled)
+    card = (tmp_path / "public" / "models" / "beta.html").read_text(encoding="utf-8")
+    assert SUBMITTED_LABEL in card
+    assert SUBMITTED_LABEL not in (tmp_path / "public" / "models" / "alpha.html").read_text(encoding="utf-8")

@@ -23,7 +23,7 @@ from .model_config import ModelConfig
 
 CI_COLUMNS = ("clip_t", "clip_i", "dinov2", "dino") + tuple(f"scr_{t:g}" for t in THRESHOLDS)
 TABLE1_COLUMNS = (
-    ("model", "display_name", "kind", "n_subjects") + CI_COLUMNS + ("n_images", "n_pairs", "source", "backbones")
+    ("model", "display_name", "kind", "n_subjects") + CI_COLUMNS + ("n_images", "n_pairs", "source", "backbones", "generated_by")
     + tuple(f"{c}_{end}" for c in CI_COLUMNS for end in ("lo", "hi")) + RANK_COLUMNS
     + MATCHED_TABLE_COLUMNS  # instance-level columns (beyond the paper), empty when not scored
 )
@@ -43,6 +43,14 @@ def load_scores(results_dir: Path, model: str) -> tuple[list[dict[str, str]], di
     if not rows:
         raise BenchError(f"{scores}: no rows")
     return rows, json.loads(info.read_text(encoding="utf-8"))
+
+
+def generated_by(results_dir: Path, model: str) -> str:
+    """`authors` for a results submission (images made elsewhere, scored here), else `collapsebench`."""
+    provenance = Path(results_dir) / "models" / model / "provenance.json"
+    if provenance.is_file() and json.loads(provenance.read_text(encoding="utf-8")).get("source") == "submitted":
+        return "authors"
+    return "collapsebench"
 
 
 def reproduced_rows(config: ModelConfig, rows: list[dict[str, str]], info: dict[str, Any],
@@ -98,7 +106,8 @@ def run_report(results_dir: Path, configs: list[ModelConfig], paper_table: Path,
     for config in configs:
         rows, info = load_scores(results_dir, config.name)
         backbones = info.get("profile", "unknown")
-        table += add_matched_cells(reproduced_rows(config, rows, info, n_boot, seed), rows, n_boot, seed)
+        cells = add_matched_cells(reproduced_rows(config, rows, info, n_boot, seed), rows, n_boot, seed)
+        table += [{**cell, "generated_by": generated_by(results_dir, config.name)} for cell in cells]
         sweep += scr_sweep(config, rows, backbones, n_boot, seed)
         scenes += per_scene_rows(config, rows, backbones, CI_COLUMNS, n_boot, seed)
     add_tie_ranks(table)

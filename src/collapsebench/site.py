@@ -31,6 +31,7 @@ from .metrics import THRESHOLDS
 from .model_config import NAME, load_model_config
 from .pool import Subject
 from .provenance import NOT_RECORDED, summarize_manifest
+from .submission import SUBMITTED_LABEL
 from .suite import SCENES
 from .tables import Row, is_smoke, load
 
@@ -145,6 +146,8 @@ def model_cell(row: Row, root: str, cards: dict[str, str], short: bool = False) 
     """The model's display name (or its short id when `short`), linked to its card when it has one."""
     name = row["model"]
     text = f"{name} (paper)" if row["source"] == "reported" else name if short else row.get("display_name") or name
+    if row.get("generated_by") == "authors":
+        text += f" ({SUBMITTED_LABEL})"
     href = f"{root}models/{cards[name]}.html" if row["source"] == "reproduced" and name in cards else None
     return cell(text, text.lower(), "name", name, href)
 
@@ -236,6 +239,7 @@ def model_card(name: str, rows: Sequence[Row], peers: Sequence[Row], results: Pa
     return {
         "name": name, "slug": cards[name], "display_name": rows[0].get("display_name") or name,
         "kind": rows[0].get("kind"), "config": config, "raw": raw, "smoke": smoke,
+        "submitted": SUBMITTED_LABEL if rows[0].get("generated_by") == "authors" else "",
         "other_fields": {k: v for k, v in raw.items() if k not in shown},
         "provenance": summarize_manifest(records) if records else None, "scoring": scoring,
         "table": results_table(rows, "card", "This model's Table 1 rows, one per subject count"
