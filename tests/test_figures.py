@@ -52,7 +52,7 @@ def test_paper_rows_are_dashed_companions_not_smoke(results: Path) -> None:
 def test_figures_index_captions_name_missing_radar_axes(results: Path) -> None:
     index = json.loads((results / "figures" / "figures.json").read_text(encoding="utf-8"))
     by_stem = {entry["stem"]: entry for entry in index}
-    assert set(by_stem) == set(STEMS) | {f"smoke_{s}" for s in STEMS}
+    assert set(by_stem) == set(STEMS) | {f"smoke_{s}" for s in STEMS} | {"validity"}  # study: real rows only
     radar = by_stem["fig5_radar"]["caption"]
     assert "MOSAIC (paper) has no DINO" in radar and "alpha has no" not in radar
     assert all(entry["smoke"] == entry["stem"].startswith("smoke_") for entry in index)
@@ -105,4 +105,4 @@ def test_a_later_report_step_can_add_its_figure_to_the_index(results: Path, tmp_
     entries = json.loads((copy / "figures" / "figures.json").read_text(encoding="utf-8"))
     extra = [entry for entry in entries if entry["stem"] == "extra"]
     assert len(extra) == 1 and extra[0]["smoke"] and extra[0]["caption"].startswith(WATERMARK)
-    assert len(entries) == 2 * len(STEMS) + 1
+    assert len(entries) == 2 * len(STEMS) + 2  # + the validity study's figure + this one

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from collapsebench.validity import render, write_validity_study
@@ -64,3 +65,5 @@ def test_write_writes_the_markdown_and_figure_and_prefers_real_rows(tmp_path: Pa
     assert "-smoke" not in text and "These numbers come from smoke backbones" not in text
     for suffix in ("png", "svg"):
         assert (tmp_path / "figures" / f"validity.{suffix}").stat().st_size > 1000
+    index = json.loads((tmp_path / "figures" / "figures.json").read_text())
+    assert [(entry["stem"], entry["smoke"]) for entry in index] == [("validity", False)]  # the site lists it
