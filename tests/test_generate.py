@@ -135,3 +135,22 @@ def test_manifest_records_what_the_design_requires(setup) -> None:
                 "params", "model", "model_revision", "container_digest", "runner", "device", "wall_s", "packages"):
         assert key in record, key
     assert record["packages"]["torch"]
+
+
+def test_a_replaced_reference_or_changed_template_makes_only_those_jobs_stale(setup, pool_dir: Path) -> None:
+    config, jobs, pool, out = setup
+    generate_module.run_generate(config, jobs, pool, out)
+    victim = jobs[0].prompt.subjects[0]
+    Image.new("RGB", (96, 96), (1, 2, 3)).save(pool_dir / "subjects" / f"{victim}.png")  # a new reference image
+    pool = load_pool(pool_dir)
+    using_victim = {job.key for job in jobs if victim in job.prompt.subjects}
+    report = generate_module.run_generate(config, jobs, pool, out)
+    assert report.made == len(using_victim) and report.skipped == len(jobs) - len(using_victim)
+
+    changed = [jobs[1].__class__(jobs[1].prompt.__class__(**{**jobs[1].prompt.__dict__,
+                                                          "template": jobs[1].prompt.template + " at night"}),
+                                 jobs[1].seed)] + jobs[2:]
+    report = generate_module.run_generate(config, [jobs[0]] + changed, pool, out)
+    assert (report.made, report.skipped) == (1, len(jobs) - 1)
+    record = next(r for r in read_jsonl(out / "manifest.jsonl") if r["key"] == jobs[1].key)
+    assert record["prompt"].endswith(" at night")

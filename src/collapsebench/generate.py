@@ -68,12 +68,24 @@ def model_lock(out_dir: Path) -> Iterator[None]:
         yield
 
 
-def done_jobs(out_dir: Path, print_: str) -> dict[str, dict[str, Any]]:
-    """Manifest records whose image is present and intact, for this configuration, by job key."""
+def job_inputs(jobs: list[Job], pool: dict[str, Subject]) -> dict[str, str]:
+    """Per job key, a hash of what its image is made from besides the model: the rendered prompt,
+    the seed and the bytes of each reference. A changed template or a replaced reference image
+    therefore makes that job's old image stale, though its key and the model are unchanged."""
+    references = {s: sha256_file(pool[s].image) for job in jobs for s in job.prompt.subjects}
+    return {job.key: hashlib.sha256(json.dumps({
+        "prompt": job.prompt.natural(pool), "seed": job.seed,
+        "references": [[s, references[s]] for s in job.prompt.subjects],
+    }).encode()).hexdigest()[:16] for job in jobs}
+
+
+def done_jobs(out_dir: Path, print_: str, inputs: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Manifest records of these jobs, made by this configuration from these inputs, whose image is intact."""
     done: dict[str, dict[str, Any]] = {}
     for record in read_jsonl(out_dir / "manifest.jsonl"):
         image = out_dir / record["image"]
-        if record.get("fingerprint") == print_ and image.is_file() and sha256_file(image) == record["sha256"]:
+        current = record.get("fingerprint") == print_ and record.get("inputs") == inputs.get(record["key"])
+        if current and image.is_file() and sha256_file(image) == record["sha256"]:
             done[record["key"]] = record
     return done
 
@@ -83,7 +95,8 @@ def run_generate(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject],
     """Make every job's image that is not already done; report what was made, skipped and failed."""
     print_ = fingerprint(config)
     with model_lock(out_dir):
-        done = done_jobs(out_dir, print_)
+        inputs = job_inputs(jobs, pool)
+        done = done_jobs(out_dir, print_, inputs)
         pending = [job for job in jobs if job.key not in done]
         failed: list[str] = []
         if pending:
@@ -92,7 +105,8 @@ def run_generate(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject],
             context = run_context(runner)
             for job in tqdm(pending, desc=f"generate {config.name}", unit="img"):
                 try:
-                    record = _make_one(adapter, config, job, pool, out_dir, print_, context)
+                    record = _make_one(adapter, config, job, pool, out_dir, context,
+                                       stamp={"fingerprint": print_, "inputs": inputs[job.key]})
                 except BenchError:
                     raise
                 except Exception as error:  # one bad job (e.g. CUDA OOM) must not stop the others
@@ -106,7 +120,8 @@ def run_generate(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject],
 
 
 def _make_one(adapter: Any, config: ModelConfig, job: Job, pool: dict[str, Subject], out_dir: Path,
-              print_: str, context: dict[str, Any]) -> dict[str, Any]:
+              context: dict[str, Any], stamp: dict[str, str]) -> dict[str, Any]:
+    """Make one image; `stamp` (config fingerprint, job inputs hash) is what a resume compares."""
     subjects = [pool[s] for s in job.prompt.subjects]
     natural = job.prompt.natural(pool)
     started = time.perf_counter()
@@ -120,7 +135,7 @@ def _make_one(adapter: Any, config: ModelConfig, job: Job, pool: dict[str, Subje
         "prompt": natural, "sent_prompt": result.sent_prompt, "sent": result.sent,
         "image": relative, "sha256": sha256_bytes(data), "width": result.image.width, "height": result.image.height,
         "params": config.settings, "model": config.name, "adapter": config.adapter, "model_revision": adapter.revision,
-        "fingerprint": print_, "wall_s": round(wall, 4),
+        **stamp, "wall_s": round(wall, 4),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), **context,
     }
 
