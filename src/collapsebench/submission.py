@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BenchError
-from .generate import fingerprint
+from .generate import fingerprint, job_inputs
 from .io import atomic_write_json, atomic_write_text, sha256_bytes
 from .model_config import NAME, ModelConfig, load_model_config, read_model_file
 from .pngcheck import MAX_BYTES, png_problems
 from .pool import Subject
 from .problems import Problem, shown
-from .suite import Prompt, load_prompts
+from .suite import Job, Prompt, load_prompts
 
 LAYOUT = {  # required entry -> what to say when it is missing
     "model.yaml": "missing: the model description (schema v1, runner: submitted)",
@@ -406,5 +406,6 @@ def _imported_record(line: Line, config: ModelConfig, pool: dict[str, Subject],
         "n_subjects": prompt.n_subjects, "scene": prompt.scene, "prompt": prompt.natural(pool),
         "image": f"images/{line.key}.png", "sha256": line.sha256, "width": size[0], "height": size[1],
         "params": config.settings, "model": config.name, "adapter": config.adapter,
-        "fingerprint": fingerprint(config), "runner": "submitted", "source": "submitted",
+        "fingerprint": fingerprint(config), "inputs": job_inputs([Job(prompt, line.seed)], pool)[line.key],
+        "runner": "submitted", "source": "submitted",
     }
