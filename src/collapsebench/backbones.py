@@ -75,8 +75,6 @@ class ImageBackbone:
                 "Hugging Face cache, use --backbone NAME=PATH, or the smoke profile."
             ) from error
         self.model.to(self.device, dtype=self.dtype).eval()
-        # The hub commit actually loaded (None for a local folder): recorded even when a pin is missing.
-        self.commit_hash: str | None = getattr(self.model.config, "_commit_hash", None)
 
     @torch.inference_mode()
     def embed_images(self, images: list[Image.Image]) -> np.ndarray:

@@ -7,15 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from .backbones import BackboneSpec, ImageBackbone
+from .backbones import BackboneSpec
+from .embed_cache import EmbeddingEngine, file_source
 from .metrics import THRESHOLDS
-from .score import embed_images
 
 
 def compare(generated: Path, references: list[Path], spec: BackboneSpec) -> dict[str, Any]:
     """Cosines of the whole generated image with each reference (in the given order), mean and collapse counts."""
-    backbone = ImageBackbone(spec)
-    embeddings = embed_images(backbone, [generated, *references], batch_size=16, desc=f"compare [{spec.name}]")
+    engine = EmbeddingEngine(spec, cache=None)  # a one-off check: no shared cache to fill
+    embeddings = engine.embed([file_source(path) for path in (generated, *references)], "compare")
     cosines = [float(c) for c in embeddings[1:] @ embeddings[0]]
     return {
         "metric": spec.name,

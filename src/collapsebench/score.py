@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
-from tqdm import tqdm
 
-from .backbones import BACKBONE_NAMES, BackboneSpec, ClipText, ImageBackbone
+from .backbones import BACKBONE_NAMES, BackboneSpec, ClipText
 from .embed_cache import EmbeddingCache, EmbeddingEngine, ImageSource, file_source
 from .errors import BenchError
 from .generate import load_manifest
@@ -40,21 +38,6 @@ class ScoreSummary:
     n_images: int
     n_rows: int
     truncated_prompts: int
-
-
-def embed_images(backbone: ImageBackbone, paths: Sequence[Path], batch_size: int, desc: str) -> np.ndarray:
-    """Embed images in batches, holding one batch of decoded images in memory at a time."""
-    chunks = []
-    for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch", leave=False):
-        batch = []
-        for path in paths[start:start + batch_size]:
-            try:
-                with Image.open(path) as image:
-                    batch.append(image.convert("RGB"))
-            except OSError as error:
-                raise BenchError(f"{path}: cannot decode image ({error})") from error
-        chunks.append(backbone.embed_images(batch))
-    return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
 
 
 def pair_cosines(engine: EmbeddingEngine, images: Sequence[ImageSource], subjects: Sequence[Sequence[str]],
