@@ -3,7 +3,7 @@
 
 Why it exists: every leaderboard entry is 225 images scored against their
 subjects' references, re-scored whenever a backbone or the pool changes. This
-measures what the engine (`collapsebench.embed_cache`: each unique image once,
+measures what the engine (`collapsebench.scoring.embed_cache`: each unique image once,
 batched, cached on disk) buys over the obvious loop, on a DINOv2-base-sized
 model (random weights built in code; no model hub needed: speed does not
 depend on the weights' values).
@@ -58,7 +58,7 @@ def build_backbone(folder: Path, size: str) -> Path:
     import torch
     from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
 
-    from collapsebench.smoke import DINOV2_PREPROCESSING
+    from collapsebench.scoring.smoke import DINOV2_PREPROCESSING
 
     torch.manual_seed(0)
     Dinov2Model(Dinov2Config(**SIZES[size])).save_pretrained(folder)
@@ -68,9 +68,9 @@ def build_backbone(folder: Path, size: str) -> Path:
 
 def make_inputs(folder: Path, n_images: int | None, data_dir: Path) -> list[dict[str, Any]]:
     """Draw the collage images of the benchmark's jobs; returns [{image, references}] in job order."""
+    from collapsebench.benchmark.pool import load_pool, load_reference
+    from collapsebench.benchmark.suite import load_prompts, make_jobs
     from collapsebench.models import get_adapter
-    from collapsebench.pool import load_pool, load_reference
-    from collapsebench.suite import make_jobs, load_prompts
 
     if not (data_dir / "subjects.yaml").is_file():
         data_dir = synthetic_pool(folder / "data")
@@ -118,7 +118,7 @@ def run_naive(inputs: list[dict[str, Any]], backbone_dir: Path, device: str) -> 
     import torch
     from PIL import Image
 
-    from collapsebench.backbones import BackboneSpec, ImageBackbone
+    from collapsebench.scoring.backbones import BackboneSpec, ImageBackbone
 
     backbone = ImageBackbone(BackboneSpec("dinov2", str(backbone_dir)), torch.device(device))
     cosines = []
@@ -138,9 +138,13 @@ def run_engine(inputs: list[dict[str, Any]], backbone_dir: Path, device: str, ca
                batch_size: int) -> list[list[float]]:
     import torch
 
-    from collapsebench.backbones import BackboneSpec
-    from collapsebench.embed_cache import EmbeddingCache, EmbeddingEngine, file_source
-    from collapsebench.score import pair_cosines
+    from collapsebench.scoring.backbones import BackboneSpec
+    from collapsebench.scoring.embed_cache import (
+        EmbeddingCache,
+        EmbeddingEngine,
+        file_source,
+    )
+    from collapsebench.scoring.score import pair_cosines
 
     engine = EmbeddingEngine(BackboneSpec("dinov2", str(backbone_dir)), EmbeddingCache(cache_dir), batch_size,
                              torch.device(device))
@@ -156,7 +160,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
     from transformers import AutoImageProcessor, BitImageProcessor, Dinov2Model  # noqa: F401  (lazy modules)
 
-    import collapsebench.score  # noqa: F401
+    import collapsebench.scoring.score  # noqa: F401
     from collapsebench.cli import _quiet_libraries
 
     _quiet_libraries()
@@ -215,7 +219,7 @@ def main(argv: list[str] | None = None) -> float:
         return 0.0
     import torch
 
-    from collapsebench.io import sha256_file
+    from collapsebench.core.io import sha256_file
 
     if args.device == "cuda":
         if not torch.cuda.is_available():

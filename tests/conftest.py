@@ -15,6 +15,7 @@ import yaml
 from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
+pytest_plugins = ["submission_kit"]  # its session fixtures (`pristine`, `small_pristine`) for every test file
 
 
 def make_pool(data_dir: Path, count: int = 16, size: int = 96) -> Path:
@@ -44,7 +45,7 @@ def pool_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from collapsebench.smoke import smoke_backbone_dir
+    from collapsebench.scoring.smoke import smoke_backbone_dir
 
     return smoke_backbone_dir(tmp_path_factory.mktemp("smoke"))
 

@@ -22,14 +22,14 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import REPO, make_pool
 from PIL import Image
 
-from collapsebench.generate import run_generate
-from collapsebench.model_config import load_model_config
-from collapsebench.pool import load_pool
-from collapsebench.submission import Benchmark
-from collapsebench.suite import load_prompts, make_jobs
-from conftest import REPO, make_pool
+from collapsebench.benchmark.model_config import load_model_config
+from collapsebench.benchmark.pool import load_pool
+from collapsebench.benchmark.suite import load_prompts, make_jobs
+from collapsebench.generation.generate import run_generate
+from collapsebench.intake.submission import Benchmark
 
 SEEDS = (0, 1, 2)
 NAME = "acme-net"

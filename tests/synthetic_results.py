@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from collapsebench.io import atomic_write_csv
-from collapsebench.model_config import ModelConfig
+from collapsebench.benchmark.model_config import ModelConfig
+from collapsebench.core.io import atomic_write_csv
 
 SCORE_COLUMNS = ("model", "prompt_id", "seed", "n_subjects", "scene", "slot", "subject_id", "dinov2", "dino", "clip_i",
                  "clip_t")
@@ -86,7 +86,7 @@ def write_model(results: Path, name: str) -> None:
 
 def write_results(results: Path, paper_table: Path, models: tuple[str, ...] = tuple(MODELS)) -> list[dict]:
     """Write every model's files and run the real report stage over them (table1, per_scene, sweep, figures)."""
-    from collapsebench.report import run_report
+    from collapsebench.reporting.report import run_report
 
     for name in models:
         write_model(results, name)

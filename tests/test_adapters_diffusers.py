@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, make_pool
 from PIL import Image
 
-from collapsebench.errors import BenchError
-from collapsebench.generate import run_generate
-from collapsebench.io import read_jsonl, sha256_file
-from collapsebench.model_config import ModelConfig
+from collapsebench.benchmark.model_config import ModelConfig
+from collapsebench.benchmark.pool import load_pool, load_reference
+from collapsebench.benchmark.suite import load_prompts, make_jobs
+from collapsebench.core.errors import BenchError
+from collapsebench.core.io import read_jsonl, sha256_file
+from collapsebench.generation.generate import run_generate
 from collapsebench.models import get_adapter
 from collapsebench.models.weights import WeightsPin, cached, resolve
-from collapsebench.pool import load_pool, load_reference
-from collapsebench.smoke import _bytes_to_unicode
-from collapsebench.suite import load_prompts, make_jobs
-from conftest import REPO, make_pool
+from collapsebench.scoring.smoke import _bytes_to_unicode
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 HIDDEN = 16
@@ -67,7 +67,11 @@ def tiny_transformer_and_vae():
 
 def build_flux2(folder: Path) -> None:
     from diffusers import FlowMatchEulerDiscreteScheduler, Flux2Pipeline
-    from transformers import Mistral3Config, Mistral3ForConditionalGeneration, PreTrainedTokenizerFast
+    from transformers import (
+        Mistral3Config,
+        Mistral3ForConditionalGeneration,
+        PreTrainedTokenizerFast,
+    )
 
     tokenizer = byte_level_tokenizer(PreTrainedTokenizerFast, ["<unk>", "[IMG]", "<s>", "</s>", "<pad>"],
                                      unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>")

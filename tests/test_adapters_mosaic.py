@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import REPO
 from PIL import Image
 
-from collapsebench.errors import BenchError
-from collapsebench.generate import run_generate
-from collapsebench.io import read_jsonl
-from collapsebench.model_config import load_model_config
-from collapsebench.pool import load_pool
-from collapsebench.suite import load_prompts, make_jobs
-from conftest import REPO
+from collapsebench.benchmark.model_config import load_model_config
+from collapsebench.benchmark.pool import load_pool
+from collapsebench.benchmark.suite import load_prompts, make_jobs
+from collapsebench.core.errors import BenchError
+from collapsebench.core.io import read_jsonl
+from collapsebench.generation.generate import run_generate
 
 
 class FakeFluxPipeline:
@@ -124,7 +124,7 @@ def test_mosaic_sends_references_in_prompt_order_with_official_settings(upstream
 
 
 def test_mosaic_outside_its_container_says_where_to_run_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from collapsebench.generate import adapter_settings
+    from collapsebench.generation.generate import adapter_settings
     from collapsebench.models import get_adapter
 
     monkeypatch.setitem(sys.modules, "src.flux_omini", None)  # import fails as it does without the checkout

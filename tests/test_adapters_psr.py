@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from collapsebench.cli import main
-from collapsebench.errors import BenchError
-from collapsebench.generate import adapter_settings
-from collapsebench.model_config import load_model_config
-from collapsebench.models import get_adapter
 from conftest import REPO
+
+from collapsebench.benchmark.model_config import load_model_config
+from collapsebench.cli import main
+from collapsebench.core.errors import BenchError
+from collapsebench.generation.generate import adapter_settings
+from collapsebench.models import get_adapter
 
 
 def test_psr_entry_is_reported_only_and_its_adapter_explains() -> None:

@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO
 from PIL import Image
 
-from collapsebench.generate import run_generate
-from collapsebench.io import read_jsonl
-from collapsebench.model_config import load_model_config
+from collapsebench.benchmark.model_config import load_model_config
+from collapsebench.benchmark.pool import load_pool
+from collapsebench.benchmark.suite import load_prompts, make_jobs
+from collapsebench.core.io import read_jsonl
+from collapsebench.generation.generate import run_generate
 from collapsebench.models.xverse import fill_placeholders, placeholders
-from collapsebench.pool import load_pool
-from collapsebench.suite import load_prompts, make_jobs
-from conftest import REPO
 
 # The parts of train/config/XVerse_config_demo.yaml the adapter touches.
 DEMO_CONFIG = {"model": {"dit_quant": "int8-quanto", "use_dit_lora": True},

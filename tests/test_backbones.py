@@ -11,8 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from collapsebench.backbones import CLIP_MAX_TOKENS, BackboneSpec, ClipText, ImageBackbone
 from collapsebench.cli import main
+from collapsebench.scoring.backbones import (
+    CLIP_MAX_TOKENS,
+    BackboneSpec,
+    ClipText,
+    ImageBackbone,
+)
 
 
 def manual_dinov2_pixels(image: Image.Image, shortest: int, crop: int, mean: list[float], std: list[float]) -> torch.Tensor:

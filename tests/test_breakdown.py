@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from synthetic_results import MODELS, PROMPTS, SEEDS, shared_results
 
-from collapsebench.breakdown import add_tie_ranks, scene_seed
-from collapsebench.io import read_csv
+from collapsebench.core.io import read_csv
+from collapsebench.reporting.breakdown import add_tie_ranks, scene_seed
 
 PAPER = Path(__file__).resolve().parents[1] / "results" / "reported" / "paper_table1.csv"
 

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from collapsebench.cli import load_params, main
-from collapsebench.errors import BenchError
-from collapsebench.io import read_jsonl, sha256_file
-from collapsebench.model_config import load_model_config
-from collapsebench.runners import docker as runner
 from conftest import REPO
+
+from collapsebench.benchmark.model_config import load_model_config
+from collapsebench.cli import load_params, main
+from collapsebench.core.errors import BenchError
+from collapsebench.core.io import read_jsonl, sha256_file
+from collapsebench.generation.runners import docker as runner
 
 BASE_IMAGE = "collapsebench-base:bookworm"
 

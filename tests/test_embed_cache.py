@@ -12,11 +12,17 @@ import pytest
 import torch
 from PIL import Image
 
-from collapsebench.backbones import BackboneSpec, ImageBackbone
-from collapsebench.embed_cache import (
-    EmbeddingCache, EmbeddingEngine, ImageSource, decode_entry, encode_entry, file_source, pil_source,
+from collapsebench.core.io import sha256_file
+from collapsebench.scoring.backbones import BackboneSpec, ImageBackbone
+from collapsebench.scoring.embed_cache import (
+    EmbeddingCache,
+    EmbeddingEngine,
+    ImageSource,
+    decode_entry,
+    encode_entry,
+    file_source,
+    pil_source,
 )
-from collapsebench.io import sha256_file
 
 
 def write_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
@@ -159,7 +165,7 @@ def test_crop_sources_are_keyed_by_pixels() -> None:
 
 
 def test_a_missing_image_is_named(tmp_path: Path) -> None:
-    from collapsebench.errors import BenchError
+    from collapsebench.core.errors import BenchError
 
     with pytest.raises(BenchError, match="nope.png: image not found"):
         file_source(tmp_path / "nope.png")
@@ -168,16 +174,17 @@ def test_a_missing_image_is_named(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_scoring_through_the_cache_gives_the_same_numbers_and_a_rerun_embeds_nothing(
         smoke_root: Path, pool_dir: Path, tmp_path: Path) -> None:
-    from collapsebench.backbones import BACKBONE_NAMES
-    from collapsebench.generate import run_generate
-    from collapsebench.io import read_csv
-    from collapsebench.matched import MatchedSettings
-    from collapsebench.model_config import load_model_config
-    from collapsebench.pool import load_pool
-    from collapsebench.score import SCORE_COLUMNS, run_score
-    from collapsebench.smoke import smoke_detector_dir
-    from collapsebench.suite import load_prompts, make_jobs
     from conftest import REPO
+
+    from collapsebench.benchmark.model_config import load_model_config
+    from collapsebench.benchmark.pool import load_pool
+    from collapsebench.benchmark.suite import load_prompts, make_jobs
+    from collapsebench.core.io import read_csv
+    from collapsebench.generation.generate import run_generate
+    from collapsebench.scoring.backbones import BACKBONE_NAMES
+    from collapsebench.scoring.detection import MatchedSettings
+    from collapsebench.scoring.score import SCORE_COLUMNS, run_score
+    from collapsebench.scoring.smoke import smoke_detector_dir
 
     pool = load_pool(pool_dir)
     jobs = make_jobs(load_prompts(REPO / "benchmark/prompts.yaml", pool), [0, 1])[::10]  # every subject count
@@ -216,8 +223,8 @@ def test_scoring_through_the_cache_gives_the_same_numbers_and_a_rerun_embeds_not
 def test_hub_weights_are_keyed_by_the_commit_a_revision_points_to(monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub
 
-    from collapsebench.embed_cache import weights_identity
-    from collapsebench.errors import BenchError
+    from collapsebench.core.errors import BenchError
+    from collapsebench.scoring.embed_cache import weights_identity
 
     pinned = "f9e44c814b77203eaa57a6bdbbd535f21ede1415"
     assert weights_identity("facebook/dinov2-base", pinned) == {"id": "facebook/dinov2-base", "commit": pinned}

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageStat
 from synthetic_results import shared_results, write_results
 
-from collapsebench.figures import WATERMARK, draw_figures
+from collapsebench.reporting.figures import WATERMARK, draw_figures
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "results" / "reported" / "paper_table1.csv"
@@ -93,7 +93,7 @@ def test_dollar_signs_in_names_are_not_mathtext(tmp_path: Path) -> None:
 def test_a_later_report_step_can_add_its_figure_to_the_index(results: Path, tmp_path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from collapsebench.figures import index_figure, save
+    from collapsebench.reporting.figures import index_figure, save
 
     copy = tmp_path / "results"
     shutil.copytree(results, copy)

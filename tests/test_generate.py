@@ -7,16 +7,16 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from PIL import Image
 
-from collapsebench import generate as generate_module
-from collapsebench.errors import BenchError
-from collapsebench.io import atomic_write_bytes, read_jsonl, sha256_file
-from collapsebench.model_config import load_model_config
+from collapsebench.generation import generate as generate_module
+from collapsebench.benchmark.model_config import load_model_config
+from collapsebench.benchmark.pool import load_pool
+from collapsebench.benchmark.suite import load_prompts, make_jobs
+from collapsebench.core.errors import BenchError
+from collapsebench.core.io import atomic_write_bytes, read_jsonl, sha256_file
 from collapsebench.models.collage import CollageAdapter
-from collapsebench.pool import load_pool
-from collapsebench.suite import load_prompts, make_jobs
-from conftest import REPO
 
 
 @pytest.fixture

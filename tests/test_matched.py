@@ -11,16 +11,22 @@ import pytest
 import torch
 from PIL import Image
 
-from collapsebench.backbones import BackboneSpec
-from collapsebench.embed_cache import EmbeddingCache, ImageSource, pil_source
-from collapsebench.errors import BenchError
-from collapsebench.matched import (
-    Detector, MatchedSettings, clone_flags, detect_cached, match_subjects, matched_cell, matched_settings,
-    score_matched, select_detections,
-)
-from collapsebench.metrics import bootstrap_intervals
+from collapsebench.core.errors import BenchError
 from collapsebench.models.layout import tile
-from collapsebench.smoke import build_smoke_detector
+from collapsebench.reporting.matched_cells import clone_flags, matched_cell
+from collapsebench.reporting.metrics import bootstrap_intervals
+from collapsebench.scoring.backbones import BackboneSpec
+from collapsebench.scoring.detection import (
+    Detector,
+    MatchedSettings,
+    detect_cached,
+    match_subjects,
+    matched_settings,
+    score_matched,
+    select_detections,
+)
+from collapsebench.scoring.embed_cache import EmbeddingCache, ImageSource, pil_source
+from collapsebench.scoring.smoke import build_smoke_detector
 
 QUERIES = {"person": "a photo of a person", "animal": "a photo of an animal"}
 
@@ -251,7 +257,6 @@ def test_the_pipeline_params_pin_the_detector_revision() -> None:
     import re
 
     import yaml
-
     from conftest import REPO
 
     scoring = yaml.safe_load((REPO / "params.yaml").read_text())["scoring"]

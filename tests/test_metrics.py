@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from collapsebench.metrics import bootstrap_intervals, image_scores, scr, summarize, tie_groups
+from collapsebench.reporting.metrics import (
+    bootstrap_intervals,
+    image_scores,
+    scr,
+    summarize,
+    tie_groups,
+)
 
 
 def row(prompt_id: int, seed: int, dinov2: float, clip_i: float = 0.5, clip_t: float = 0.3) -> dict:

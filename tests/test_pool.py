@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from collapsebench.benchmark.pool import load_pool
 from collapsebench.cli import main
-from collapsebench.pool import load_pool
 
 
 def subject_folders(root: Path, names: list[str]) -> Path:

@@ -7,14 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from collapsebench.cli import main
-from collapsebench.errors import BenchError
-from collapsebench.io import atomic_write_text, read_csv, read_jsonl, sha256_file
-from collapsebench.pool import load_pool
-from collapsebench.shards import merge_shards, shard_dir
-from collapsebench.suite import load_prompts, make_jobs, select_shard
 from conftest import REPO
+
+from collapsebench.benchmark.pool import load_pool
+from collapsebench.benchmark.suite import load_prompts, make_jobs, select_shard
+from collapsebench.cli import main
+from collapsebench.core.errors import BenchError
+from collapsebench.core.io import atomic_write_text, read_csv, read_jsonl, sha256_file
+from collapsebench.generation.shards import merge_shards, shard_dir
 
 
 def test_shards_partition_the_jobs_in_a_fixed_order(pool_dir: Path) -> None:

@@ -16,10 +16,10 @@ from conftest import make_pool
 from PIL import Image, ImageStat
 from synthetic_results import shared_results
 
+from collapsebench.benchmark.pool import load_pool
 from collapsebench.cli import main
-from collapsebench.errors import BenchError
-from collapsebench.pool import load_pool
-from collapsebench.site import build_site, environment
+from collapsebench.core.errors import BenchError
+from collapsebench.leaderboard.site import build_site, environment
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "results" / "reported" / "paper_table1.csv"
@@ -257,7 +257,7 @@ def test_headless_chromium_screenshots_are_not_blank(built: Path, tmp_path: Path
 
 
 def test_provenance_lists_every_distinct_value_with_its_count() -> None:
-    from collapsebench.provenance import NOT_RECORDED, summarize_manifest
+    from collapsebench.leaderboard.provenance import NOT_RECORDED, summarize_manifest
 
     base = {"key": "p01_s0", "prompt_id": 1, "seed": 0, "width": 8, "height": 8, "wall_s": 2.0, "runner": "docker",
             "container_digest": "sha256:aa", "packages": {"torch": "2.13.0"}}
@@ -298,8 +298,8 @@ def test_clicking_a_header_sorts_the_table_in_chromium(built: Path, tmp_path: Pa
 def test_a_results_submission_is_labelled_submitted_by_the_authors(tmp_path: Path) -> None:
     from synthetic_results import write_model, write_results
 
-    from collapsebench.io import atomic_write_json
-    from collapsebench.submission import SUBMITTED_LABEL
+    from collapsebench.core.io import atomic_write_json
+    from collapsebench.intake.submission import SUBMITTED_LABEL
 
     results = tmp_path / "results"
     write_model(results, "beta")

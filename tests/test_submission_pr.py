@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
 from submission_kit import FLUX2, NAME, pristine_fixture, tree_digest  # noqa: F401  (the `pristine` fixture)
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from collapsebench.errors import BenchError
-from collapsebench.pool import load_pool
-from collapsebench.suite import load_prompts, make_jobs, select_shard
 from conftest import REPO
+
+from collapsebench.benchmark.pool import load_pool
+from collapsebench.benchmark.suite import load_prompts, make_jobs, select_shard
+from collapsebench.core.errors import BenchError
 
 PROMPTS = REPO / "benchmark" / "prompts.yaml"
 

@@ -10,23 +10,35 @@ from pathlib import Path
 
 import pytest
 import yaml
-from PIL import Image
-
-from collapsebench import submission as submission_module
-from collapsebench.cli import main
-from collapsebench.errors import BenchError
-from collapsebench.generate import load_manifest, run_generate
-from collapsebench.model_config import load_model_config
-from collapsebench.pngcheck import MAX_BYTES
-from collapsebench.pool import load_pool
-from collapsebench.submission import check_submission, import_submission
-from collapsebench.suite import load_prompts, make_jobs
-from collapsebench.validate import all_folders, check_model_folder
 from conftest import REPO
-from submission_kit import (FLUX2, NAME, SEEDS, SMALL_PROMPTS, benchmark, bomb_png, copy_submission, edit_line, flipped,
-                            png_bytes, pristine_fixture, read_manifest, replace_image, small_pristine_fixture,  # noqa: F401
-                            tree_digest, write_manifest)
+from PIL import Image
+from submission_kit import (
+    FLUX2,
+    NAME,
+    SEEDS,
+    SMALL_PROMPTS,
+    benchmark,
+    bomb_png,
+    copy_submission,
+    edit_line,
+    flipped,
+    png_bytes,  # noqa: F401
+    read_manifest,
+    replace_image,
+    tree_digest,
+    write_manifest,
+)
 
+from collapsebench.intake import submission as submission_module
+from collapsebench.benchmark.model_config import load_model_config
+from collapsebench.benchmark.pool import load_pool
+from collapsebench.benchmark.suite import load_prompts, make_jobs
+from collapsebench.cli import main
+from collapsebench.core.errors import BenchError
+from collapsebench.generation.generate import load_manifest, run_generate
+from collapsebench.intake.pngcheck import MAX_BYTES
+from collapsebench.intake.submission import check_submission, import_submission
+from collapsebench.intake.validate import all_folders, check_model_folder
 
 
 def model_repo(tmp_path: Path, document: dict | str, name: str = "acme-flux", dockerfile: bool = True) -> Path:

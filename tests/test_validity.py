@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from collapsebench.validity import render, write_validity_study
+from collapsebench.reporting.validity import render, write_validity_study
 
 
 def study_rows(backbones: str, collage_matched: float = 0.0, with_matched: bool = True) -> list[dict]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .errors import BenchError
+from collapsebench.core.errors import BenchError
 
 
 def load_params(path: Path) -> dict[str, Any]:
@@ -35,8 +35,8 @@ def _quiet_libraries() -> None:
 
 
 def _suite(params: dict[str, Any]):
-    from .pool import load_pool
-    from .suite import load_prompts
+    from collapsebench.benchmark.pool import load_pool
+    from collapsebench.benchmark.suite import load_prompts
 
     pool = load_pool(Path(params["suite"]["pool"]))
     prompts = load_prompts(Path(params["suite"]["prompts"]), pool)
@@ -44,27 +44,32 @@ def _suite(params: dict[str, Any]):
 
 
 def cmd_generate(args: argparse.Namespace, params: dict[str, Any]) -> int:
-    from .model_config import load_model_config
-    from .shards import shard_dir
-    from .suite import make_jobs, select_shard
+    from collapsebench.benchmark.model_config import load_model_config
+    from collapsebench.benchmark.suite import make_jobs, select_shard
+    from collapsebench.generation.shards import shard_dir
 
     pool, prompts = _suite(params)
     config = load_model_config(args.models_dir, args.model)
     jobs = select_shard(make_jobs(prompts, list(params["suite"]["seeds"])), args.shard)
     if (args.runner or config.runner) == "docker":
-        from .runners.docker import DockerRun, build_root, default_hub_cache, run_in_docker
+        from collapsebench.generation.runners.docker import (
+            DockerRun,
+            build_root,
+            default_hub_cache,
+            run_in_docker,
+        )
 
         run = DockerRun(config=config, repo_root=build_root(), params_path=args.params, params=params,
                         models_dir=args.models_dir, results_dir=args.results, shard=args.shard,
                         hub_cache=args.model_cache or default_hub_cache(), base_image=args.base_image, gpu=args.gpu)
         return run_in_docker(run)
-    from .runners.local import run_local
+    from collapsebench.generation.runners.local import run_local
 
     return run_local(config, jobs, pool, shard_dir(args.results / "models" / args.model, args.shard))
 
 
 def cmd_merge(args: argparse.Namespace, params: dict[str, Any] | None) -> int:
-    from .shards import merge_shards
+    from collapsebench.generation.shards import merge_shards
 
     report = merge_shards(args.results / "models" / args.model)
     print(f"merge {args.model}: {report.shards} shards, {report.images} images ({report.copied} copied), "
@@ -73,18 +78,17 @@ def cmd_merge(args: argparse.Namespace, params: dict[str, Any] | None) -> int:
 
 
 def cmd_score(args: argparse.Namespace, params: dict[str, Any]) -> int:
-    from .backbones import specs_from_params
-    from .pool import load_pool
-    from .score import run_score
+    from collapsebench.benchmark.pool import load_pool
+    from collapsebench.scoring.backbones import specs_from_params
+    from collapsebench.scoring.score import run_score
 
     _quiet_libraries()
     pool = load_pool(Path(params["suite"]["pool"]))
     scoring = params["scoring"]
     specs = specs_from_params(scoring, _overrides(args.backbone))
     profile = scoring.get("profile", "smoke") if not args.backbone else "custom"
-    from .matched import matched_settings
-
-    from .shards import shard_dir
+    from collapsebench.generation.shards import shard_dir
+    from collapsebench.scoring.detection import matched_settings
 
     summary = run_score(args.model, shard_dir(args.results / "models" / args.model, args.shard), pool, specs, profile,
                         int(scoring.get("batch_size", 16)), cache_dir=Path(scoring.get("cache_dir", ".cache/embeddings")),
@@ -95,8 +99,8 @@ def cmd_score(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
 
 def cmd_report(args: argparse.Namespace, params: dict[str, Any]) -> int:
-    from .model_config import load_model_config
-    from .report import run_report
+    from collapsebench.benchmark.model_config import load_model_config
+    from collapsebench.reporting.report import run_report
 
     configs = [load_model_config(args.models_dir, name) for name in params["models"]]
     table = run_report(args.results, configs, args.results / "reported" / "paper_table1.csv",
@@ -106,8 +110,8 @@ def cmd_report(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
 
 def cmd_site(args: argparse.Namespace, params: dict[str, Any]) -> int:
-    from .pool import load_pool
-    from .site import build_site
+    from collapsebench.benchmark.pool import load_pool
+    from collapsebench.leaderboard.site import build_site
 
     pool_dir = args.pool or Path(params["suite"]["pool"])
     pool = load_pool(pool_dir) if (pool_dir / "subjects.yaml").is_file() else None
@@ -120,8 +124,8 @@ def cmd_site(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, params: dict[str, Any] | None) -> int:
-    from .backbones import DEFAULT_BACKBONES, specs_from_params
-    from .compare import compare
+    from collapsebench.scoring.backbones import DEFAULT_BACKBONES, specs_from_params
+    from collapsebench.scoring.compare import compare
 
     _quiet_libraries()
     scoring = {"profile": "smoke" if args.smoke else "real", "backbones": DEFAULT_BACKBONES}
@@ -138,7 +142,7 @@ def cmd_compare(args: argparse.Namespace, params: dict[str, Any] | None) -> int:
 
 
 def cmd_pool_import(args: argparse.Namespace, params: dict[str, Any]) -> int:
-    from .pool import import_pool
+    from collapsebench.benchmark.pool import import_pool
 
     new = import_pool(args.source, args.data, kind=args.kind, license=args.license)
     print(f"pool import: {len(new)} new subjects" + (f" ({new[0]}..{new[-1]})" if new else ""))
@@ -152,7 +156,7 @@ def cmd_suite_check(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, params: dict[str, Any]) -> int:
-    from .validate import all_folders, changed_folders, run_validate
+    from collapsebench.intake.validate import all_folders, changed_folders, run_validate
 
     folders = list(args.paths)
     if args.changed:
@@ -165,8 +169,8 @@ def cmd_validate(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
 
 def cmd_submission_import(args: argparse.Namespace, params: dict[str, Any]) -> int:
-    from .pool import load_pool
-    from .submission import Benchmark, import_submission
+    from collapsebench.benchmark.pool import load_pool
+    from collapsebench.intake.submission import Benchmark, import_submission
 
     pool = load_pool(Path(params["suite"]["pool"]))
     target = import_submission(args.path, Benchmark.from_params(params), pool, args.results, args.models_dir)

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 from PIL import Image
 
-from ..errors import BenchError
-from ..pool import Subject
+from collapsebench.benchmark.pool import Subject
+from collapsebench.core.errors import BenchError
 
 
 @dataclass

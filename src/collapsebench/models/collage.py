@@ -11,9 +11,9 @@ import random
 
 from PIL import Image
 
-from ..pool import Subject
-from .base import Adapter, Generation, register
-from .layout import tile
+from collapsebench.benchmark.pool import Subject
+from collapsebench.models.base import Adapter, Generation, register
+from collapsebench.models.layout import tile
 
 
 @register

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ..pool import Subject
-from .base import Adapter, Generation, register
+from collapsebench.benchmark.pool import Subject
+from collapsebench.models.base import Adapter, Generation, register
 
 
 @register

@@ -25,10 +25,10 @@ from typing import Any
 
 from PIL import Image
 
-from ..errors import BenchError
-from ..pool import Subject
-from .base import Adapter, Generation, register
-from .weights import WeightsPin, resolve
+from collapsebench.benchmark.pool import Subject
+from collapsebench.core.errors import BenchError
+from collapsebench.models.base import Adapter, Generation, register
+from collapsebench.models.weights import WeightsPin, resolve
 
 TRAINED_REFERENCE_LIMIT = 6
 

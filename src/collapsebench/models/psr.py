@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from PIL import Image
 
-from ..errors import BenchError
-from ..pool import Subject
-from .base import Adapter, Generation, register
+from collapsebench.benchmark.pool import Subject
+from collapsebench.core.errors import BenchError
+from collapsebench.models.base import Adapter, Generation, register
 
 REASON = ("PSR (arXiv:2512.01236) has no public weights or inference code, so it cannot be run; "
           "its row shows the paper's reported numbers (kind: reported)")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BenchError
+from collapsebench.core.errors import BenchError
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 

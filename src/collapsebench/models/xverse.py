@@ -26,11 +26,11 @@ from typing import Any
 
 from PIL import Image
 
-from ..errors import BenchError
-from ..pool import Subject
-from .base import Adapter, Generation, register
-from .mosaic import import_upstream
-from .weights import WeightsPin, resolve
+from collapsebench.benchmark.pool import Subject
+from collapsebench.core.errors import BenchError
+from collapsebench.models.base import Adapter, Generation, register
+from collapsebench.models.mosaic import import_upstream
+from collapsebench.models.weights import WeightsPin, resolve
 
 CONFIG = "train/config/XVerse_config_demo.yaml"
 

@@ -28,8 +28,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .io import atomic_write_bytes, atomic_write_json  # noqa: E402
-from .tables import Row, is_smoke, load  # noqa: E402
+from collapsebench.core.io import atomic_write_bytes, atomic_write_json  # noqa: E402
+from collapsebench.reporting.tables import Row, is_smoke, load  # noqa: E402
 
 matplotlib.rcParams["svg.hashsalt"] = "collapsebench"  # stable element ids in SVGs
 matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, searchable, selectable SVGs

@@ -45,9 +45,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .backbones import BackboneSpec, ImageBackbone, pick_device
-from .errors import BenchError
-from .io import atomic_write_bytes, atomic_write_json, sha256_file
+from collapsebench.core.errors import BenchError
+from collapsebench.core.io import atomic_write_bytes, atomic_write_json, sha256_file
+from collapsebench.scoring.backbones import BackboneSpec, ImageBackbone, pick_device
 
 log = logging.getLogger(__name__)
 

@@ -26,12 +26,19 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .errors import BenchError
-from .io import append_jsonl, atomic_write_png, atomic_write_text, read_jsonl, sha256_bytes, sha256_file
-from .model_config import ModelConfig
-from .models import get_adapter
-from .pool import Subject, load_reference
-from .suite import Job
+from collapsebench.benchmark.model_config import ModelConfig
+from collapsebench.benchmark.pool import Subject, load_reference
+from collapsebench.benchmark.suite import Job
+from collapsebench.core.errors import BenchError
+from collapsebench.core.io import (
+    append_jsonl,
+    atomic_write_png,
+    atomic_write_text,
+    read_jsonl,
+    sha256_bytes,
+    sha256_file,
+)
+from collapsebench.models import get_adapter
 
 log = logging.getLogger(__name__)
 TRACKED_PACKAGES = ("collapsebench", "torch", "diffusers", "transformers", "pillow")

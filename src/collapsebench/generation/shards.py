@@ -18,9 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import BenchError
-from .io import atomic_write_bytes, atomic_write_csv, atomic_write_json, atomic_write_text, read_csv, read_jsonl, sha256_file
-from .suite import parse_shard
+from collapsebench.benchmark.suite import parse_shard
+from collapsebench.core.errors import BenchError
+from collapsebench.core.io import (
+    atomic_write_bytes,
+    atomic_write_csv,
+    atomic_write_json,
+    atomic_write_text,
+    read_csv,
+    read_jsonl,
+    sha256_file,
+)
 
 SHARDS = "shards"
 ADDITIVE_SCORING_KEYS = ("n_images", "n_rows", "clip_t_truncated_prompts")

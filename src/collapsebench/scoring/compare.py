@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from .backbones import BackboneSpec
-from .embed_cache import EmbeddingEngine, file_source
-from .metrics import THRESHOLDS
+from collapsebench.reporting.metrics import THRESHOLDS
+from collapsebench.scoring.backbones import BackboneSpec
+from collapsebench.scoring.embed_cache import EmbeddingEngine, file_source
 
 
 def compare(generated: Path, references: list[Path], spec: BackboneSpec) -> dict[str, Any]:

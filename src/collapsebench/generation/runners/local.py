@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..generate import run_generate
-from ..model_config import ModelConfig
-from ..pool import Subject
-from ..suite import Job
+from collapsebench.benchmark.model_config import ModelConfig
+from collapsebench.benchmark.pool import Subject
+from collapsebench.benchmark.suite import Job
+from collapsebench.generation.generate import run_generate
 
 
 def run_local(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject], out_dir: Path) -> int:

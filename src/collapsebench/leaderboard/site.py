@@ -24,16 +24,20 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from .errors import BenchError
-from .gallery import GalleryPrompt, build_gallery, copy_references
-from .io import atomic_write_text, read_jsonl
-from .metrics import THRESHOLDS
-from .model_config import NAME, load_model_config
-from .pool import Subject
-from .provenance import NOT_RECORDED, summarize_manifest
-from .submission import SUBMITTED_LABEL
-from .suite import SCENES
-from .tables import Row, is_smoke, load
+from collapsebench.benchmark.model_config import NAME, load_model_config
+from collapsebench.benchmark.pool import Subject
+from collapsebench.benchmark.suite import SCENES
+from collapsebench.core.errors import BenchError
+from collapsebench.core.io import atomic_write_text, read_jsonl
+from collapsebench.intake.submission import SUBMITTED_LABEL
+from collapsebench.leaderboard.gallery import (
+    GalleryPrompt,
+    build_gallery,
+    copy_references,
+)
+from collapsebench.leaderboard.provenance import NOT_RECORDED, summarize_manifest
+from collapsebench.reporting.metrics import THRESHOLDS
+from collapsebench.reporting.tables import Row, is_smoke, load
 
 TAUS = tuple(f"{t:g}" for t in THRESHOLDS)
 MARKER = ".collapsebench-site"  # marks a folder this builder made, so only such a folder is ever replaced

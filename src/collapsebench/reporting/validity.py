@@ -24,8 +24,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .figures import index_figure, save  # noqa: E402
-from .io import atomic_write_text  # noqa: E402
+from collapsebench.core.io import atomic_write_text  # noqa: E402
+from collapsebench.reporting.figures import index_figure, save  # noqa: E402
 
 TAU = 0.4  # the paper's headline threshold
 GLOBAL, MATCHED = f"scr_{TAU:g}", f"matched_scr_{TAU:g}"

@@ -14,12 +14,21 @@ from typing import Any
 
 import numpy as np
 
-from .breakdown import PER_SCENE_KEYS, RANK_COLUMNS, add_tie_ranks, cell_summary, per_scene_rows
-from .errors import BenchError
-from .io import atomic_write_csv, atomic_write_json, read_csv
-from .matched import MATCHED_TABLE_COLUMNS, add_matched_cells
-from .metrics import THRESHOLDS, bootstrap_intervals, scr
-from .model_config import ModelConfig
+from collapsebench.benchmark.model_config import ModelConfig
+from collapsebench.core.errors import BenchError
+from collapsebench.core.io import atomic_write_csv, atomic_write_json, read_csv
+from collapsebench.reporting.breakdown import (
+    PER_SCENE_KEYS,
+    RANK_COLUMNS,
+    add_tie_ranks,
+    cell_summary,
+    per_scene_rows,
+)
+from collapsebench.reporting.matched_cells import (
+    MATCHED_TABLE_COLUMNS,
+    add_matched_cells,
+)
+from collapsebench.reporting.metrics import THRESHOLDS, bootstrap_intervals, scr
 
 CI_COLUMNS = ("clip_t", "clip_i", "dinov2", "dino") + tuple(f"scr_{t:g}" for t in THRESHOLDS)
 TABLE1_COLUMNS = (
@@ -124,10 +133,10 @@ def run_report(results_dir: Path, configs: list[ModelConfig], paper_table: Path,
                                             "clip_i", "clip_t"), table)
     atomic_write_csv(plots / "scr_sweep.csv", ("model", "backbones", "n_subjects", "tau", "scr", "scr_lo", "scr_hi"),
                      sweep)
-    from .figures import draw_figures
+    from collapsebench.reporting.figures import draw_figures
 
     draw_figures(results_dir)
-    from .validity import write_validity_study
+    from collapsebench.reporting.validity import write_validity_study
 
     write_validity_study(results_dir, table)  # after draw_figures, which prunes figures it did not draw
     return table

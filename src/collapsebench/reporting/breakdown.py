@@ -15,8 +15,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from .metrics import THRESHOLDS, bootstrap_intervals, summarize, tie_groups
-from .model_config import ModelConfig
+from collapsebench.benchmark.model_config import ModelConfig
+from collapsebench.reporting.metrics import (
+    THRESHOLDS,
+    bootstrap_intervals,
+    summarize,
+    tie_groups,
+)
 
 # metric -> higher is better; the metrics a reader ranks models by.
 RANKED = {"dinov2": True, **{f"scr_{t:g}": False for t in THRESHOLDS}}

@@ -30,14 +30,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import BenchError
-from .generate import fingerprint, job_inputs
-from .io import atomic_write_json, atomic_write_text, sha256_bytes
-from .model_config import NAME, ModelConfig, load_model_config, read_model_file
-from .pngcheck import MAX_BYTES, png_problems
-from .pool import Subject
-from .problems import Problem, shown
-from .suite import Job, Prompt, load_prompts
+from collapsebench.benchmark.model_config import (
+    NAME,
+    ModelConfig,
+    load_model_config,
+    read_model_file,
+)
+from collapsebench.benchmark.pool import Subject
+from collapsebench.benchmark.suite import Job, Prompt, load_prompts
+from collapsebench.core.errors import BenchError
+from collapsebench.core.io import atomic_write_json, atomic_write_text, sha256_bytes
+from collapsebench.core.problems import Problem, shown
+from collapsebench.generation.generate import fingerprint, job_inputs
+from collapsebench.intake.pngcheck import MAX_BYTES, png_problems
 
 LAYOUT = {  # required entry -> what to say when it is missing
     "model.yaml": "missing: the model description (schema v1, runner: submitted)",

@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..errors import BenchError
-from ..generate import adapter_settings
-from ..io import sha256_file
-from ..model_config import ModelConfig
-from ..models.weights import cached, pins_of
-from ..shards import shard_dir
+from collapsebench.benchmark.model_config import ModelConfig
+from collapsebench.core.errors import BenchError
+from collapsebench.core.io import sha256_file
+from collapsebench.generation.generate import adapter_settings
+from collapsebench.generation.shards import shard_dir
+from collapsebench.models.weights import cached, pins_of
 
 IMAGE_UID = 10001  # the `bench` user every image under docker/ creates
 WORKDIR = "/work"
@@ -88,8 +88,9 @@ class DockerRun:
 
 def connect() -> Any:
     """A docker-py client talking to a live engine, or a BenchError saying how to get one."""
-    import docker
     from docker.errors import DockerException
+
+    import docker
 
     try:
         client = docker.from_env(version="auto")
@@ -103,7 +104,7 @@ def connect() -> Any:
 def build_root(cwd: Path | None = None) -> Path:
     """The build context: the working folder if it is a checkout (docker/ + pyproject.toml), else the checkout
     this package is imported from (an editable install), so runs from a results-only folder still build."""
-    for candidate in (Path(cwd or Path.cwd()), Path(__file__).resolve().parents[3]):
+    for candidate in (Path(cwd or Path.cwd()), Path(__file__).resolve().parents[4]):
         if (candidate / "docker").is_dir() and (candidate / "pyproject.toml").is_file():
             return candidate
     raise BenchError("no collapsebench checkout to build images from: run from the repository root")

@@ -18,13 +18,23 @@ from typing import Any
 
 import numpy as np
 
-from .backbones import BACKBONE_NAMES, BackboneSpec, ClipText
-from .embed_cache import EmbeddingCache, EmbeddingEngine, ImageSource, file_source
-from .errors import BenchError
-from .generate import load_manifest
-from .io import atomic_write_csv, atomic_write_json
-from .matched import Detector, ImageMatch, MatchedSettings, score_matched
-from .pool import Subject
+from collapsebench.benchmark.pool import Subject
+from collapsebench.core.errors import BenchError
+from collapsebench.core.io import atomic_write_csv, atomic_write_json
+from collapsebench.generation.generate import load_manifest
+from collapsebench.scoring.backbones import BACKBONE_NAMES, BackboneSpec, ClipText
+from collapsebench.scoring.detection import (
+    Detector,
+    ImageMatch,
+    MatchedSettings,
+    score_matched,
+)
+from collapsebench.scoring.embed_cache import (
+    EmbeddingCache,
+    EmbeddingEngine,
+    ImageSource,
+    file_source,
+)
 
 # Matched columns come after the paper's: empty when scoring.matched is disabled;
 # matched_dinov2 is also empty for a subject left without a crop (it counts as collapsed).

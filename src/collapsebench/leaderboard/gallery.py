@@ -19,10 +19,10 @@ from typing import Any
 
 from PIL import Image
 
-from .errors import BenchError
-from .io import read_csv, read_jsonl
-from .metrics import image_scores
-from .pool import Subject
+from collapsebench.benchmark.pool import Subject
+from collapsebench.core.errors import BenchError
+from collapsebench.core.io import read_csv, read_jsonl
+from collapsebench.reporting.metrics import image_scores
 
 THUMB_SIDE = 320
 COLLAPSE_TAU = 0.4

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .io import atomic_write_text
+from collapsebench.core.io import atomic_write_text
 
 SMOKE_VERSION = "1"  # bump when the architecture below changes, so stale folders are rebuilt
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -37,8 +37,15 @@ def smoke_backbone_dir(root: Path) -> Path:
 
 def build_smoke_backbones(root: Path, seed: int = 0) -> None:
     from transformers import (
-        BitImageProcessor, CLIPConfig, CLIPImageProcessor, CLIPModel, Dinov2Config, Dinov2Model, ViTConfig,
-        ViTImageProcessor, ViTModel,
+        BitImageProcessor,
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        Dinov2Config,
+        Dinov2Model,
+        ViTConfig,
+        ViTImageProcessor,
+        ViTModel,
     )
 
     root.mkdir(parents=True, exist_ok=True)
@@ -88,7 +95,12 @@ def build_smoke_detector(folder: Path, seed: int = 0) -> None:
     Its boxes and scores are random: it exercises the detection -> crop -> match
     path through `from_pretrained`, and measures nothing.
     """
-    from transformers import CLIPTokenizer, Owlv2Config, Owlv2ForObjectDetection, Owlv2Processor
+    from transformers import (
+        CLIPTokenizer,
+        Owlv2Config,
+        Owlv2ForObjectDetection,
+        Owlv2Processor,
+    )
 
     try:  # transformers 5 names the torchvision-free processor *Pil; either one preprocesses the same way
         from transformers import Owlv2ImageProcessorPil as ImageProcessor

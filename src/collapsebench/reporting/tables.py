@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .io import read_csv
+from collapsebench.core.io import read_csv
 
 TEXT_FIELDS = ("model", "display_name", "kind", "source", "backbones", "scene")
 Row = dict[str, Any]

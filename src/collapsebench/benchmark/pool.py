@@ -13,8 +13,8 @@ from pathlib import Path
 import yaml
 from PIL import Image
 
-from .errors import BenchError
-from .io import atomic_write_png, atomic_write_text
+from collapsebench.core.errors import BenchError
+from collapsebench.core.io import atomic_write_png, atomic_write_text
 
 SUBJECT_ID = re.compile(r"^S\d{3,}$")
 KINDS = ("person", "animal")

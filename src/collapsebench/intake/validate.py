@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .errors import BenchError
-from .model_config import NAME, read_model_file
-from .problems import Problem, shown
-from .submission import Benchmark, check_submission
+from collapsebench.benchmark.model_config import NAME, read_model_file
+from collapsebench.core.errors import BenchError
+from collapsebench.core.problems import Problem, shown
+from collapsebench.intake.submission import Benchmark, check_submission
 
 TOP_FOLDERS = ("models", "submissions")
 MODEL_FOLDER_FILES = ("model.yaml", "README.md")
@@ -54,7 +54,7 @@ def _repository_problems(raw: dict[str, Any], root: Path) -> list[tuple[str, str
     """What the schema cannot know: is the adapter registered, the pipeline class real, the Dockerfile present."""
     if raw.get("runner") == "submitted":
         return []  # imported results: the images exist, nothing of ours runs
-    from .models import REGISTRY
+    from collapsebench.models import REGISTRY
 
     problems = []
     adapter = raw.get("adapter")

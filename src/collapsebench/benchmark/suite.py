@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from .errors import BenchError
-from .pool import Subject
+from collapsebench.benchmark.pool import Subject
+from collapsebench.core.errors import BenchError
 
 SUBJECT_COUNTS = (2, 4, 6, 8, 10)
 SCENES = ("neutral", "occlusion", "interaction")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import BenchError
+from collapsebench.core.errors import BenchError
 
 BACKBONE_NAMES = ("dinov2", "dino", "clip")
 CLIP_MAX_TOKENS = 77
@@ -126,7 +126,7 @@ def specs_from_params(scoring: dict[str, Any], overrides: dict[str, str] | None 
     profile = scoring.get("profile", "smoke")
     specs: dict[str, BackboneSpec] = {}
     if profile == "smoke":
-        from .smoke import smoke_backbone_dir
+        from collapsebench.scoring.smoke import smoke_backbone_dir
 
         root = smoke_backbone_dir(Path(scoring.get("smoke_dir", ".cache/smoke-backbones")))
         specs = {name: BackboneSpec(name, str(root / name)) for name in BACKBONE_NAMES}

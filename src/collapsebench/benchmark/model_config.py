@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, ValidationError
 
-from .errors import BenchError
+from collapsebench.core.errors import BenchError
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SCHEMA_FILE = "model.schema.v1.json"  # versioned: a new meaning gets a new file, old files stay readable
@@ -87,7 +87,7 @@ def read_model_file(path: Path, expected_name: str) -> tuple[dict[str, Any] | No
 @functools.cache
 def model_schema() -> dict[str, Any]:
     """The JSON Schema of model.yaml, shipped inside the package."""
-    return json.loads(resources.files("collapsebench").joinpath("schemas", SCHEMA_FILE).read_text(encoding="utf-8"))
+    return json.loads(resources.files("collapsebench.benchmark").joinpath("schemas", SCHEMA_FILE).read_text(encoding="utf-8"))
 
 
 def schema_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:

@@ -1,0 +1,1 @@
+"""What is asked: the prompt suite, the subject pool, and the model entries (models/<name>/model.yaml)."""

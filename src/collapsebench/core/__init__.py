@@ -1,0 +1,1 @@
+"""The shared core every stage stands on: errors, crash-safe writes, the manifest, the metric table."""

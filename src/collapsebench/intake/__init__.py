@@ -1,0 +1,1 @@
+"""Submissions: validating model folders and results submissions before anything runs."""

@@ -1,0 +1,1 @@
+"""The site stage: the static Jinja2 leaderboard built from the report's files."""
