@@ -21,7 +21,8 @@ from collapsebench.benchmark.model_config import ModelConfig
 from collapsebench.benchmark.pool import load_pool, load_reference
 from collapsebench.benchmark.suite import load_prompts, make_jobs
 from collapsebench.core.errors import BenchError
-from collapsebench.core.io import read_jsonl, sha256_file
+from collapsebench.core.io import sha256_file
+from collapsebench.core.manifest import Manifest
 from collapsebench.generation.generate import run_generate
 from collapsebench.models import get_adapter
 from collapsebench.models.weights import WeightsPin, cached, resolve
@@ -152,7 +153,7 @@ def test_adapter_generates_end_to_end_and_records_what_it_sent(tiny_pipeline, sm
 
     assert (report.made, report.failed) == (2, [])
     assert len(calls) == 1 and calls[0][0] == (str(folder),) and calls[0][1]["revision"] == REVISION
-    records = {r["prompt_id"]: r for r in read_jsonl(out / "manifest.jsonl")}
+    records = {r["prompt_id"]: r for r in Manifest(out).records()}
     for job in jobs:
         record = records[job.prompt.id]
         assert record["sent_prompt"] == record["prompt"] == job.prompt.natural(pool)

@@ -23,7 +23,7 @@ from collapsebench.benchmark.model_config import load_model_config
 from collapsebench.benchmark.pool import load_pool
 from collapsebench.benchmark.suite import load_prompts, make_jobs
 from collapsebench.core.errors import BenchError
-from collapsebench.core.io import read_jsonl
+from collapsebench.core.manifest import Manifest
 from collapsebench.generation.generate import run_generate
 
 
@@ -116,7 +116,7 @@ def test_mosaic_sends_references_in_prompt_order_with_official_settings(upstream
         assert call["generator"].initial_seed() == 3
         assert len(call["conditions"]) == job.prompt.n_subjects
 
-    records = {r["prompt_id"]: r for r in read_jsonl(out / "manifest.jsonl")}
+    records = {r["prompt_id"]: r for r in Manifest(out).records()}
     assert records[1]["sent"]["beyond_trained_reference_limit"] is False
     assert records[61]["sent"]["beyond_trained_reference_limit"] is True
     assert records[61]["sent"]["references"] == list(ten.prompt.subjects)
@@ -124,12 +124,11 @@ def test_mosaic_sends_references_in_prompt_order_with_official_settings(upstream
 
 
 def test_mosaic_outside_its_container_says_where_to_run_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from collapsebench.generation.generate import adapter_settings
     from collapsebench.models import get_adapter
 
     monkeypatch.setitem(sys.modules, "src.flux_omini", None)  # import fails as it does without the checkout
     monkeypatch.setattr(sys, "path", list(sys.path))
-    adapter = get_adapter("mosaic", adapter_settings(mosaic_config(tmp_path)))
+    adapter = get_adapter("mosaic", mosaic_config(tmp_path).adapter_settings())
     with pytest.raises(BenchError, match="runner: docker"):
         adapter.load()
 
@@ -152,4 +151,4 @@ def test_an_out_of_memory_job_is_reported_with_its_prompt_and_seed_and_the_other
     assert report.made == 1
     assert [f.split(":")[0] for f in report.failed] == ["prompt 61 seed 3", "prompt 62 seed 3"]
     assert all("OutOfMemoryError" in f for f in report.failed)
-    assert [r["prompt_id"] for r in read_jsonl(tmp_path / "out" / "manifest.jsonl")] == [1]
+    assert [r["prompt_id"] for r in Manifest(tmp_path / "out").records()] == [1]

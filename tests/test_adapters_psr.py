@@ -10,14 +10,13 @@ from conftest import REPO
 from collapsebench.benchmark.model_config import load_model_config
 from collapsebench.cli import main
 from collapsebench.core.errors import BenchError
-from collapsebench.generation.generate import adapter_settings
 from collapsebench.models import get_adapter
 
 
 def test_psr_entry_is_reported_only_and_its_adapter_explains() -> None:
     config = load_model_config(REPO / "models", "psr")
     assert config.kind == "reported"
-    adapter = get_adapter(config.adapter, adapter_settings(config))
+    adapter = get_adapter(config.adapter, config.adapter_settings())
     with pytest.raises(BenchError, match="no public weights or inference code"):
         adapter.load()
 

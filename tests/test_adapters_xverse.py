@@ -23,7 +23,7 @@ from PIL import Image
 from collapsebench.benchmark.model_config import load_model_config
 from collapsebench.benchmark.pool import load_pool
 from collapsebench.benchmark.suite import load_prompts, make_jobs
-from collapsebench.core.io import read_jsonl
+from collapsebench.core.manifest import Manifest
 from collapsebench.generation.generate import run_generate
 from collapsebench.models.xverse import fill_placeholders, placeholders
 
@@ -123,7 +123,7 @@ def test_xverse_builds_its_test_sample_from_the_subjects(upstream, pool_dir: Pat
     assert upstream["modulation"] == [(f"{tmp_path / 'xverse'}/modulation_adapter", False)]
     assert upstream["lora"] == [(str(tmp_path / "xverse"), False)]
 
-    records = {r["prompt_id"]: r for r in read_jsonl(out / "manifest.jsonl")}
+    records = {r["prompt_id"]: r for r in Manifest(out).records()}
     for call, job in zip(upstream["generate"], jobs):
         subjects = [pool[s] for s in job.prompt.subjects]
         sample = call["sample"]

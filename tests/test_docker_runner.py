@@ -27,7 +27,8 @@ from conftest import REPO
 from collapsebench.benchmark.model_config import load_model_config
 from collapsebench.cli import load_params, main
 from collapsebench.core.errors import BenchError
-from collapsebench.core.io import read_jsonl, sha256_file
+from collapsebench.core.io import sha256_file
+from collapsebench.core.manifest import Manifest
 from collapsebench.generation.runners import docker as runner
 
 BASE_IMAGE = "collapsebench-base:bookworm"
@@ -161,7 +162,7 @@ def wait_for(condition, timeout: float = 120) -> None:
 
 
 def assert_complete(folder: Path, expected: int) -> list[dict]:
-    records = list(read_jsonl(folder / "manifest.jsonl"))
+    records = Manifest(folder).records()
     assert len(records) == len({r["key"] for r in records}) == expected
     for record in records:
         assert sha256_file(folder / record["image"]) == record["sha256"]
@@ -179,7 +180,7 @@ def test_a_calibration_model_runs_in_its_container(docker_workdir: Path, engine)
         assert record["uid"] != 0 and record["device"].startswith("cpu")
     # The same adapter in this process makes byte-identical images.
     assert main(["--results", "here", "generate", "collage-docker", "--shard", "0/15", "--runner", "local"]) == 0
-    local = {r["key"]: r["sha256"] for r in read_jsonl(docker_workdir / "here/models/collage-docker/shards/0-of-15/manifest.jsonl")}
+    local = {r["key"]: r["sha256"] for r in Manifest(docker_workdir / "here/models/collage-docker/shards/0-of-15").records()}
     assert local == {r["key"]: r["sha256"] for r in records}
     assert engine.containers.list(all=True, filters={"name": "collapsebench-collage-docker"}) == []
 

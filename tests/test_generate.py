@@ -10,12 +10,13 @@ import pytest
 from conftest import REPO
 from PIL import Image
 
-from collapsebench.generation import generate as generate_module
 from collapsebench.benchmark.model_config import load_model_config
 from collapsebench.benchmark.pool import load_pool
 from collapsebench.benchmark.suite import load_prompts, make_jobs
 from collapsebench.core.errors import BenchError
-from collapsebench.core.io import atomic_write_bytes, read_jsonl, sha256_file
+from collapsebench.core.io import atomic_write_bytes, sha256_file
+from collapsebench.core.manifest import Manifest
+from collapsebench.generation import generate as generate_module
 from collapsebench.models.collage import CollageAdapter
 
 
@@ -48,14 +49,14 @@ def test_rerun_after_a_crash_makes_only_what_is_missing(setup, monkeypatch: pyte
     crash_after(monkeypatch, 5)
     with pytest.raises(Crash):
         generate_module.run_generate(config, jobs, pool, out)
-    records = list(read_jsonl(out / "manifest.jsonl"))
+    records = Manifest(out).records()
     assert len(records) == 5
     first_bytes = {r["key"]: (out / r["image"]).read_bytes() for r in records}
     monkeypatch.undo()
 
     report = generate_module.run_generate(config, jobs, pool, out)
     assert (report.made, report.skipped, report.failed) == (7, 5, [])
-    records = list(read_jsonl(out / "manifest.jsonl"))
+    records = Manifest(out).records()
     assert sorted(r["key"] for r in records) == sorted(j.key for j in jobs)
     for record in records:
         assert sha256_file(out / record["image"]) == record["sha256"]
@@ -79,7 +80,7 @@ def test_a_torn_manifest_line_and_a_corrupt_png_are_redone(setup) -> None:
     report = generate_module.run_generate(config, jobs, pool, out)
     assert report.made == 2 and report.skipped == 10
     Image.open(out / victim["image"]).verify()
-    assert len(list(read_jsonl(manifest))) == 12
+    assert len(Manifest(out).records()) == 12
 
 
 def test_changed_settings_make_old_images_stale(setup, tmp_path: Path) -> None:
@@ -88,7 +89,7 @@ def test_changed_settings_make_old_images_stale(setup, tmp_path: Path) -> None:
     bigger = config.__class__(**{**config.__dict__, "settings": {"size": 256}})
     report = generate_module.run_generate(bigger, jobs[:3], pool, out)
     assert report.made == 3
-    assert {r["width"] for r in read_jsonl(out / "manifest.jsonl")} == {256}
+    assert {r["width"] for r in Manifest(out).records()} == {256}
 
 
 def test_a_failing_job_is_reported_with_prompt_and_seed_and_the_others_go_on(setup, monkeypatch) -> None:
@@ -130,7 +131,7 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path: Path, mo
 def test_manifest_records_what_the_design_requires(setup) -> None:
     config, jobs, pool, out = setup
     generate_module.run_generate(config, jobs[:1], pool, out)
-    record = next(read_jsonl(out / "manifest.jsonl"))
+    record = Manifest(out).records()[0]
     for key in ("prompt_id", "seed", "subjects", "prompt", "sent_prompt", "image", "sha256", "width", "height",
                 "params", "model", "model_revision", "container_digest", "runner", "device", "wall_s", "packages"):
         assert key in record, key
@@ -152,5 +153,68 @@ def test_a_replaced_reference_or_changed_template_makes_only_those_jobs_stale(se
                                  jobs[1].seed)] + jobs[2:]
     report = generate_module.run_generate(config, [jobs[0]] + changed, pool, out)
     assert (report.made, report.skipped) == (1, len(jobs) - 1)
-    record = next(r for r in read_jsonl(out / "manifest.jsonl") if r["key"] == jobs[1].key)
+    record = next(r for r in Manifest(out).records() if r["key"] == jobs[1].key)
     assert record["prompt"].endswith(" at night")
+
+
+KILL_AFTER_ONE_APPEND = """
+import os, signal, sys
+from pathlib import Path
+from collapsebench.benchmark.model_config import load_model_config
+from collapsebench.benchmark.pool import load_pool
+from collapsebench.benchmark.suite import load_prompts, make_jobs
+from collapsebench.core.manifest import Manifest
+from collapsebench.generation.generate import run_generate
+
+repo, pool_dir, out = map(Path, sys.argv[1:4])
+original = Manifest.append
+
+def append_then_die(self, record):
+    original(self, record)
+    os.kill(os.getpid(), signal.SIGKILL)  # the real thing: no cleanup, no finally
+
+Manifest.append = append_then_die
+pool = load_pool(pool_dir)
+jobs = make_jobs(load_prompts(repo / "benchmark/prompts.yaml", pool), [0])[:12]
+run_generate(load_model_config(repo / "models", "collage"), jobs, pool, out)
+"""
+
+
+def test_torn_tail_then_sigkill_after_one_append_never_wedges_the_manifest(setup, pool_dir: Path,
+                                                                            tmp_path: Path) -> None:
+    """The issue's recipe: tear the last line, delete images, kill -9 a rerun after one append, rerun."""
+    import subprocess
+    import sys
+
+    config, jobs, pool, out = setup
+    generate_module.run_generate(config, jobs, pool, out)
+    manifest = out / "manifest.jsonl"
+    text = manifest.read_text()
+    manifest.write_text(text[: len(text) - 40])  # torn tail: the last line lost its end and its newline
+    for key in (jobs[0].key, jobs[3].key, jobs[7].key):
+        (out / "images" / f"{key}.png").unlink()
+
+    script = tmp_path / "kill_after_one_append.py"
+    script.write_text(KILL_AFTER_ONE_APPEND)
+    killed = subprocess.run([sys.executable, str(script), str(REPO), str(pool_dir), str(out)], capture_output=True)
+    assert killed.returncode == -9, killed.stderr.decode()
+    lines = manifest.read_bytes().split(b"\n")
+    assert lines[-1] == b"", "the append must start on a fresh line and end with one"
+    for line in lines[:-1]:
+        json.loads(line)  # no two records glued together
+
+    report = generate_module.run_generate(config, jobs, pool, out)
+    assert report.failed == [] and report.made == 3  # the two still missing + the torn one
+    checked = Manifest(out).load_checked()  # what score reads: every image present with its sha256
+    assert [r["key"] for r in checked] == [job.key for job in jobs]
+
+
+def test_temp_files_of_a_killed_run_are_removed_by_the_next_run(setup) -> None:
+    config, jobs, pool, out = setup
+    generate_module.run_generate(config, jobs[:2], pool, out)
+    leftovers = [out / "images" / f".{jobs[5].key}.png.k3j4.tmp", out / ".manifest.jsonl.x9a.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half an image")
+    generate_module.run_generate(config, jobs[:2], pool, out)
+    assert not any(path.exists() for path in leftovers)
+    assert sorted(p.name for p in (out / "images").iterdir()) == [f"{job.key}.png" for job in jobs[:2]]

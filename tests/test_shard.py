@@ -13,7 +13,8 @@ from collapsebench.benchmark.pool import load_pool
 from collapsebench.benchmark.suite import load_prompts, make_jobs, select_shard
 from collapsebench.cli import main
 from collapsebench.core.errors import BenchError
-from collapsebench.core.io import atomic_write_text, read_csv, read_jsonl, sha256_file
+from collapsebench.core.io import atomic_write_text, read_csv, sha256_file
+from collapsebench.core.manifest import Manifest
 from collapsebench.generation.shards import merge_shards, shard_dir
 
 
@@ -39,7 +40,7 @@ def generate_shards(count: int) -> Path:
 
 
 def key_to_sha(folder: Path) -> dict[str, str]:
-    return {r["key"]: r["sha256"] for r in read_jsonl(folder / "manifest.jsonl")}
+    return {r["key"]: r["sha256"] for r in Manifest(folder).records()}
 
 
 def test_merged_shards_equal_an_unsharded_run_and_merging_is_idempotent(workdir: Path) -> None:
@@ -64,7 +65,7 @@ def test_merge_refuses_two_different_images_for_one_job(workdir: Path) -> None:
     model = generate_shards(2)
     twin = model / "shards" / "0-of-1"
     shutil.copytree(model / "shards" / "0-of-2", twin)
-    records = list(read_jsonl(twin / "manifest.jsonl"))
+    records = Manifest(twin).records()
     (twin / records[0]["image"]).write_bytes(b"not the same image")
     records[0]["sha256"] = sha256_file(twin / records[0]["image"])
     atomic_write_text(twin / "manifest.jsonl", "".join(json.dumps(r) + "\n" for r in records))

@@ -29,13 +29,14 @@ from submission_kit import (
     write_manifest,
 )
 
-from collapsebench.intake import submission as submission_module
 from collapsebench.benchmark.model_config import load_model_config
 from collapsebench.benchmark.pool import load_pool
 from collapsebench.benchmark.suite import load_prompts, make_jobs
 from collapsebench.cli import main
 from collapsebench.core.errors import BenchError
-from collapsebench.generation.generate import load_manifest, run_generate
+from collapsebench.core.manifest import Manifest
+from collapsebench.generation.generate import run_generate
+from collapsebench.intake import submission as submission_module
 from collapsebench.intake.pngcheck import MAX_BYTES
 from collapsebench.intake.submission import check_submission, import_submission
 from collapsebench.intake.validate import all_folders, check_model_folder
@@ -291,7 +292,7 @@ def test_a_valid_submission_passes_and_imports_as_submitted_results(pristine: tu
     pool = load_pool(pristine[1])
     target = import_submission(folder, benchmark(), pool, repo_with_results / "results", repo_with_results / "models")
     assert target == repo_with_results / "results" / "models" / NAME
-    records = load_manifest(target)
+    records = Manifest(target).load_checked()
     assert len(records) == 225 and {r["runner"] for r in records} == {"submitted"}
     assert {r["source"] for r in records} == {"submitted"}
     assert sorted(p.name for p in (target / "images").iterdir()) == sorted(f"{r['key']}.png" for r in records)

@@ -8,6 +8,7 @@ pull request touch exactly one folder.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import re
@@ -37,6 +38,16 @@ class ModelConfig:
     runner: str
     settings: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)  # the whole file, for model cards
+
+    def adapter_settings(self) -> dict[str, Any]:
+        """What the adapter is given: `settings`, plus the `pipeline` pin (diffusers entries) where present."""
+        pipeline = self.raw.get("pipeline")
+        return {**self.settings, "pipeline": pipeline} if pipeline else dict(self.settings)
+
+    def fingerprint(self) -> str:
+        """What makes two images of one job interchangeable: adapter, settings and pinned weights."""
+        blob = json.dumps({"adapter": self.adapter, "settings": self.adapter_settings()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def load_model_config(models_dir: Path, name: str) -> ModelConfig:

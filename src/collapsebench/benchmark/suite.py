@@ -6,6 +6,8 @@ says what is asked; this module checks it and expands it into jobs.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -15,6 +17,8 @@ import yaml
 
 from collapsebench.benchmark.pool import Subject
 from collapsebench.core.errors import BenchError
+from collapsebench.core.io import sha256_file
+from collapsebench.core.manifest import job_key
 
 SUBJECT_COUNTS = (2, 4, 6, 8, 10)
 SCENES = ("neutral", "occlusion", "interaction")
@@ -47,7 +51,18 @@ class Job:
 
     @property
     def key(self) -> str:
-        return f"p{self.prompt.id:02d}_s{self.seed}"
+        return job_key(self.prompt.id, self.seed)
+
+
+def job_inputs(jobs: list[Job], pool: dict[str, Subject]) -> dict[str, str]:
+    """Per job key, a hash of what its image is made from besides the model: the rendered prompt,
+    the seed and the bytes of each reference. A changed template or a replaced reference image
+    therefore makes that job's old image stale, though its key and the model are unchanged."""
+    references = {s: sha256_file(pool[s].image) for job in jobs for s in job.prompt.subjects}
+    return {job.key: hashlib.sha256(json.dumps({
+        "prompt": job.prompt.natural(pool), "seed": job.seed,
+        "references": [[s, references[s]] for s in job.prompt.subjects],
+    }).encode()).hexdigest()[:16] for job in jobs}
 
 
 def load_prompts(path: Path, pool: dict[str, Subject] | None = None, full: bool = True) -> list[Prompt]:

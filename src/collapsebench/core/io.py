@@ -2,8 +2,7 @@
 
 Every file a stage produces is written to a temporary sibling and renamed into
 place, so a killed run leaves either the old file or the new one, never a
-truncated one. Appending to the manifest is done line by line with an fsync,
-so a crash loses at most the line being written (readers skip a torn tail).
+truncated one. (Appending to the manifest is core/manifest.py's job.)
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,33 +71,6 @@ def _csv_value(value: Any) -> Any:
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
-
-
-def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
-    """Append one JSON line and fsync it: the manifest is the resume log."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n"
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield the records of a JSONL file, skipping a torn last line left by a crash."""
-    if not path.exists():
-        return
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.readlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError as error:
-            if number == len(lines) and not line.endswith("\n"):
-                return  # torn tail from a crash mid-append; the job will be redone
-            raise ValueError(f"{path}:{number}: invalid JSON line ({error})") from error
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -24,11 +24,10 @@ from collapsebench.core.io import (
     atomic_write_bytes,
     atomic_write_csv,
     atomic_write_json,
-    atomic_write_text,
     read_csv,
-    read_jsonl,
     sha256_file,
 )
+from collapsebench.core.manifest import Manifest
 
 SHARDS = "shards"
 ADDITIVE_SCORING_KEYS = ("n_images", "n_rows", "clip_t_truncated_prompts")
@@ -74,16 +73,14 @@ def merge_shards(model_dir: Path) -> MergeReport:
         if origin[key] != model_dir and not (target.is_file() and sha256_file(target) == record["sha256"]):
             atomic_write_bytes(target, (origin[key] / record["image"]).read_bytes())
             copied += 1
-    lines = [json.dumps(merged[key], sort_keys=True, ensure_ascii=False) + "\n" for key in sorted(merged)]
-    atomic_write_text(model_dir / "manifest.jsonl", "".join(lines))
+    Manifest(model_dir).write(merged.values())
     scores = _merge_scores(model_dir, shard_dirs, {(r["prompt_id"], r["seed"]) for r in merged.values()})
     return MergeReport(shards=len(shard_dirs), images=len(merged), copied=copied, scores=scores)
 
 
 def _verified_records(folder: Path) -> list[dict[str, Any]]:
     """A folder's manifest records whose image is on disk with the recorded sha256 (others are redone later)."""
-    return [record for record in read_jsonl(folder / "manifest.jsonl")
-            if (folder / record["image"]).is_file() and sha256_file(folder / record["image"]) == record["sha256"]]
+    return list(Manifest(folder).verified().values())
 
 
 def _merge_scores(model_dir: Path, shard_dirs: list[Path], jobs: set[tuple[int, int]]) -> bool:

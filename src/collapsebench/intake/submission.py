@@ -37,11 +37,11 @@ from collapsebench.benchmark.model_config import (
     read_model_file,
 )
 from collapsebench.benchmark.pool import Subject
-from collapsebench.benchmark.suite import Job, Prompt, load_prompts
+from collapsebench.benchmark.suite import Job, Prompt, job_inputs, load_prompts
 from collapsebench.core.errors import BenchError
-from collapsebench.core.io import atomic_write_json, atomic_write_text, sha256_bytes
+from collapsebench.core.io import atomic_write_json, sha256_bytes
+from collapsebench.core.manifest import Manifest, image_name, job_key
 from collapsebench.core.problems import Problem, shown
-from collapsebench.generation.generate import fingerprint, job_inputs
 from collapsebench.intake.pngcheck import MAX_BYTES, png_problems
 
 LAYOUT = {  # required entry -> what to say when it is missing
@@ -82,11 +82,6 @@ class Benchmark:
 
     def job_keys(self) -> list[str]:
         return [job_key(prompt_id, seed) for prompt_id in sorted(self.prompts) for seed in self.seeds]
-
-
-def job_key(prompt_id: int, seed: int) -> str:
-    """Same naming as suite.Job.key, for lines that have no Job yet."""
-    return f"p{prompt_id:02d}_s{seed}"
 
 
 @dataclass
@@ -375,10 +370,9 @@ def import_submission(folder: Path, benchmark: Benchmark, pool: dict[str, Subjec
             data = _read_regular(folder / line.image)
             if sha256_bytes(data) != line.sha256:
                 raise BenchError(f"{shown(folder / line.image)}: changed while importing; run the import again")
-            (staging / "images" / f"{line.key}.png").write_bytes(data)
+            (staging / image_name(line.key)).write_bytes(data)
             lines.append(_imported_record(line, config, pool, found.sizes[line.image]))
-        atomic_write_text(staging / "manifest.jsonl",
-                          "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in lines))
+        Manifest(staging).write(lines)
         atomic_write_json(staging / "provenance.json", {
             "source": "submitted", "label": SUBMITTED_LABEL, "submission": name, "n_images": len(lines),
             "manifest_sha256": found.manifest_sha256,
@@ -409,8 +403,8 @@ def _imported_record(line: Line, config: ModelConfig, pool: dict[str, Subject],
         **{name: line.record.get(name) for name in CLAIMS},
         "key": line.key, "prompt_id": prompt.id, "seed": line.seed, "subjects": list(prompt.subjects),
         "n_subjects": prompt.n_subjects, "scene": prompt.scene, "prompt": prompt.natural(pool),
-        "image": f"images/{line.key}.png", "sha256": line.sha256, "width": size[0], "height": size[1],
+        "image": image_name(line.key), "sha256": line.sha256, "width": size[0], "height": size[1],
         "params": config.settings, "model": config.name, "adapter": config.adapter,
-        "fingerprint": fingerprint(config), "inputs": job_inputs([Job(prompt, line.seed)], pool)[line.key],
+        "fingerprint": config.fingerprint(), "inputs": job_inputs([Job(prompt, line.seed)], pool)[line.key],
         "runner": "submitted", "source": "submitted",
     }

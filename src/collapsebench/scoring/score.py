@@ -21,7 +21,7 @@ import numpy as np
 from collapsebench.benchmark.pool import Subject
 from collapsebench.core.errors import BenchError
 from collapsebench.core.io import atomic_write_csv, atomic_write_json
-from collapsebench.generation.generate import load_manifest
+from collapsebench.core.manifest import Manifest
 from collapsebench.scoring.backbones import BACKBONE_NAMES, BackboneSpec, ClipText
 from collapsebench.scoring.detection import (
     Detector,
@@ -64,7 +64,7 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], specs: dict[s
               profile: str, batch_size: int = 16, cache_dir: Path | None = None,
               matched: MatchedSettings | None = None) -> ScoreSummary:
     """Score every finished image of `out_dir`; `cache_dir=None` embeds without the on-disk cache."""
-    records = sorted(load_manifest(out_dir), key=lambda r: (r["prompt_id"], r["seed"]))
+    records = Manifest(out_dir).load_checked()
     if not records:
         raise BenchError(f"{out_dir / 'manifest.jsonl'}: no finished images to score")
     unknown = sorted({s for r in records for s in r["subjects"] if s not in pool})

@@ -35,7 +35,6 @@ from typing import Any, TextIO
 from collapsebench.benchmark.model_config import ModelConfig
 from collapsebench.core.errors import BenchError
 from collapsebench.core.io import sha256_file
-from collapsebench.generation.generate import adapter_settings
 from collapsebench.generation.shards import shard_dir
 from collapsebench.models.weights import cached, pins_of
 
@@ -126,7 +125,7 @@ def generate_command(run: DockerRun) -> list[str]:
 
 def check_weights(run: DockerRun) -> None:
     """Every pinned checkpoint must be in the host's model cache before a container is started."""
-    pins = pins_of(adapter_settings(run.config))
+    pins = pins_of(run.config.adapter_settings())
     if not pins:
         return
     local = [pin.repo for pin in pins if pin.is_local]
