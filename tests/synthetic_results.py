@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from collapsebench.benchmark.model_config import ModelConfig
+from collapsebench.benchmark.suite import Prompt
 from collapsebench.core.io import atomic_write_csv
 
 SCORE_COLUMNS = ("model", "prompt_id", "seed", "n_subjects", "scene", "slot", "subject_id", "dinov2", "dino", "clip_i",
@@ -80,7 +81,7 @@ def write_model(results: Path, name: str) -> None:
     atomic_write_csv(folder / "scores.csv", SCORE_COLUMNS, rows)
     (folder / "manifest.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     (folder / "scoring.json").write_text(json.dumps({
-        "profile": profile, "backbones": {"dinov2": f"{profile}-dinov2"}, "resolved_revisions": {"dinov2": None},
+        "profile": profile, "columns": list(SCORE_COLUMNS), "n_rows": len(rows), "backbones": {"dinov2": f"{profile}-dinov2"}, "resolved_revisions": {"dinov2": None},
         "clip_max_tokens": 77, "clip_t_truncated_prompts": 0}), encoding="utf-8")
 
 
@@ -90,7 +91,10 @@ def write_results(results: Path, paper_table: Path, models: tuple[str, ...] = tu
 
     for name in models:
         write_model(results, name)
-    return run_report(results, [config(name) for name in models], paper_table, n_boot=200, seed=7)
+    prompts = [Prompt(pid, n, scene, " and ".join(f"{{{k}}}" for k in range(1, n + 1)), tuple(subjects_of(pid, n)))
+               for pid, n, scene in PROMPTS]
+    return run_report(results, [config(name) for name in models], paper_table, prompts, SEEDS, n_boot=200,
+                      seed=7).table
 
 
 _SHARED: dict[str, Path] = {}

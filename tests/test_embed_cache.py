@@ -180,10 +180,12 @@ def test_scoring_through_the_cache_gives_the_same_numbers_and_a_rerun_embeds_not
     from collapsebench.benchmark.pool import load_pool
     from collapsebench.benchmark.suite import load_prompts, make_jobs
     from collapsebench.core.io import read_csv
+    from collapsebench.core.metric_table import SCORE_COLUMNS
     from collapsebench.generation.generate import run_generate
     from collapsebench.scoring.backbones import BACKBONE_NAMES
+    from collapsebench.scoring.config import ScoringConfig
     from collapsebench.scoring.detection import MatchedSettings
-    from collapsebench.scoring.score import SCORE_COLUMNS, run_score
+    from collapsebench.scoring.score import run_score
     from collapsebench.scoring.smoke import smoke_detector_dir
 
     pool = load_pool(pool_dir)
@@ -194,7 +196,8 @@ def test_scoring_through_the_cache_gives_the_same_numbers_and_a_rerun_embeds_not
     matched = MatchedSettings(BackboneSpec("detector", str(smoke_detector_dir(tmp_path / "det"))),
                               {"person": "a photo of a person", "animal": "a photo of an animal"}, score_threshold=0.0)
 
-    run_score("collage", out, pool, specs, "smoke", batch_size=4, cache_dir=tmp_path / "cache", matched=matched)
+    config = ScoringConfig("smoke", specs, matched, tmp_path / "cache", batch_size=4)
+    run_score("collage", out, pool, config)
     cached = (out / "scores.csv").read_text()
     first = json.loads((out / "scoring.json").read_text())
     rows = read_csv(out / "scores.csv")
@@ -207,13 +210,13 @@ def test_scoring_through_the_cache_gives_the_same_numbers_and_a_rerun_embeds_not
     assert first["images_through_backbones"]["dino"] == unique + len({row["subject_id"] for row in rows})
     assert first["matched"]["images_through_detector"] == unique <= n_images
 
-    run_score("collage", out, pool, specs, "smoke", batch_size=4, cache_dir=tmp_path / "cache", matched=matched)
+    run_score("collage", out, pool, config)
     second = json.loads((out / "scoring.json").read_text())
     assert second["images_through_backbones"] == {"dinov2": 0, "dino": 0, "clip": 0}
     assert second["matched"]["images_through_detector"] == 0
     assert (out / "scores.csv").read_text() == cached
 
-    run_score("collage", out, pool, specs, "smoke", batch_size=4, cache_dir=None, matched=None)
+    run_score("collage", out, pool, ScoringConfig("smoke", specs, None, None, batch_size=4))
     uncached = read_csv(out / "scores.csv")
     for with_cache, without in zip(rows, uncached):
         assert abs(float(with_cache["dinov2"]) - float(without["dinov2"])) < 1e-5

@@ -16,12 +16,12 @@ from collapsebench.models.layout import tile
 from collapsebench.reporting.matched_cells import clone_flags, matched_cell
 from collapsebench.reporting.metrics import bootstrap_intervals
 from collapsebench.scoring.backbones import BackboneSpec
+from collapsebench.scoring.config import ScoringConfig
 from collapsebench.scoring.detection import (
     Detector,
     MatchedSettings,
     detect_cached,
     match_subjects,
-    matched_settings,
     score_matched,
     select_detections,
 )
@@ -238,8 +238,13 @@ def test_tiny_owlv2_detects_through_from_pretrained_and_is_cached(tiny_detector:
     assert again.forwarded == 0 and again._model is None
 
 
+def matched_settings(scoring: dict) -> MatchedSettings | None:
+    """The matched-SCR part of a scoring block, resolved the way `score` resolves it."""
+    return ScoringConfig.from_params({"scoring": scoring}).matched
+
+
 def test_matched_settings_from_params(tmp_path: Path) -> None:
-    assert matched_settings({"profile": "smoke"}) is None
+    assert matched_settings({"profile": "smoke", "smoke_dir": str(tmp_path)}) is None
     assert matched_settings({"profile": "real", "matched": {"enabled": False}}) is None
     real = matched_settings({"profile": "real", "matched": {
         "enabled": True, "detector": {"id": "google/owlv2-base-patch16-ensemble", "revision": "abc"}}})

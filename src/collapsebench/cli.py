@@ -79,20 +79,14 @@ def cmd_merge(args: argparse.Namespace, params: dict[str, Any] | None) -> int:
 
 def cmd_score(args: argparse.Namespace, params: dict[str, Any]) -> int:
     from collapsebench.benchmark.pool import load_pool
-    from collapsebench.scoring.backbones import specs_from_params
+    from collapsebench.generation.shards import shard_dir
+    from collapsebench.scoring.config import ScoringConfig
     from collapsebench.scoring.score import run_score
 
     _quiet_libraries()
     pool = load_pool(Path(params["suite"]["pool"]))
-    scoring = params["scoring"]
-    specs = specs_from_params(scoring, _overrides(args.backbone))
-    profile = scoring.get("profile", "smoke") if not args.backbone else "custom"
-    from collapsebench.generation.shards import shard_dir
-    from collapsebench.scoring.detection import matched_settings
-
-    summary = run_score(args.model, shard_dir(args.results / "models" / args.model, args.shard), pool, specs, profile,
-                        int(scoring.get("batch_size", 16)), cache_dir=Path(scoring.get("cache_dir", ".cache/embeddings")),
-                        matched=matched_settings(scoring, str(args.params)))
+    config = ScoringConfig.from_params(params, str(args.params), overrides=_overrides(args.backbone))
+    summary = run_score(args.model, shard_dir(args.results / "models" / args.model, args.shard), pool, config)
     print(f"score {args.model}: {summary.n_images} images, {summary.n_rows} (image, subject) rows, "
           f"{summary.truncated_prompts} prompts truncated to 77 CLIP tokens")
     return 0
@@ -100,12 +94,18 @@ def cmd_score(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
 def cmd_report(args: argparse.Namespace, params: dict[str, Any]) -> int:
     from collapsebench.benchmark.model_config import load_model_config
+    from collapsebench.benchmark.suite import load_prompts
     from collapsebench.reporting.report import run_report
 
     configs = [load_model_config(args.models_dir, name) for name in params["models"]]
-    table = run_report(args.results, configs, args.results / "reported" / "paper_table1.csv",
-                       int(params["report"]["bootstrap"]), int(params["report"]["seed"]))
-    print(f"report: {len(table)} rows -> {args.results / 'table1.csv'}")
+    report = run_report(args.results, configs, args.results / "reported" / "paper_table1.csv",
+                        load_prompts(Path(params["suite"]["prompts"])), list(params["suite"]["seeds"]),
+                        int(params["report"]["bootstrap"]), int(params["report"]["seed"]))
+    print(f"report: {len(report.table)} rows -> {args.results / 'table1.csv'}")
+    for item in report.coverage:
+        if not item.complete:
+            print(f"report: {item.model} is {item.describe()}; shown as incomplete, not ranked "
+                  f"(missing jobs: {args.results / 'coverage.csv'})", file=sys.stderr)
     return 0
 
 
@@ -124,13 +124,15 @@ def cmd_site(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, params: dict[str, Any] | None) -> int:
-    from collapsebench.scoring.backbones import DEFAULT_BACKBONES, specs_from_params
     from collapsebench.scoring.compare import compare
+    from collapsebench.scoring.config import ScoringConfig
 
     _quiet_libraries()
-    scoring = {"profile": "smoke" if args.smoke else "real", "backbones": DEFAULT_BACKBONES}
-    spec = specs_from_params(scoring, _overrides(args.backbone))[args.metric]
-    result = compare(args.generated, args.references, spec)
+    # The pipeline's scoring settings when run in a checkout; outside one, the package defaults.
+    settings = load_params(args.params) if args.params.is_file() else {}
+    config = ScoringConfig.from_params(settings, str(args.params), profile="smoke" if args.smoke else "real",
+                                       overrides=_overrides(args.backbone))
+    result = compare(args.generated, args.references, config, args.metric)
     if args.json:
         print(json.dumps(result))
     else:

@@ -36,6 +36,10 @@ IMAGES = "images"
 # What every line carries, whoever wrote it (generate, a merge, a submission import).
 REQUIRED_FIELDS = ("key", "prompt_id", "seed", "subjects", "n_subjects", "scene", "prompt", "image", "sha256")
 Record = dict[str, Any]
+# A model folder whose images were made by the model's authors (a results submission) and scored here says so in
+# provenance.json ({"source": "submitted", "label": SUBMITTED_LABEL, ...}), and every page that shows it says so too.
+PROVENANCE = "provenance.json"
+SUBMITTED_LABEL = "results submitted by the authors, scored here"
 
 
 def job_key(prompt_id: int, seed: int) -> str:

@@ -40,7 +40,13 @@ from collapsebench.benchmark.pool import Subject
 from collapsebench.benchmark.suite import Job, Prompt, job_inputs, load_prompts
 from collapsebench.core.errors import BenchError
 from collapsebench.core.io import atomic_write_json, sha256_bytes
-from collapsebench.core.manifest import Manifest, image_name, job_key
+from collapsebench.core.manifest import (
+    PROVENANCE,
+    SUBMITTED_LABEL,
+    Manifest,
+    image_name,
+    job_key,
+)
 from collapsebench.core.problems import Problem, shown
 from collapsebench.intake.pngcheck import MAX_BYTES, png_problems
 
@@ -60,7 +66,6 @@ CLAIMS: dict[str, tuple[type, ...]] = {
     "created_utc": (str,), "wall_s": (int, float),
 }
 MAX_CLAIM_CHARS = 2000
-SUBMITTED_LABEL = "results submitted by the authors, scored here"
 
 
 @dataclass(frozen=True)
@@ -373,7 +378,7 @@ def import_submission(folder: Path, benchmark: Benchmark, pool: dict[str, Subjec
             (staging / image_name(line.key)).write_bytes(data)
             lines.append(_imported_record(line, config, pool, found.sizes[line.image]))
         Manifest(staging).write(lines)
-        atomic_write_json(staging / "provenance.json", {
+        atomic_write_json(staging / PROVENANCE, {
             "source": "submitted", "label": SUBMITTED_LABEL, "submission": name, "n_images": len(lines),
             "manifest_sha256": found.manifest_sha256,
             "imported_utc": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -21,7 +21,8 @@ from PIL import Image
 
 from collapsebench.benchmark.pool import Subject
 from collapsebench.core.errors import BenchError
-from collapsebench.core.io import read_csv, read_jsonl
+from collapsebench.core.io import read_csv
+from collapsebench.core.manifest import Manifest
 from collapsebench.reporting.metrics import image_scores
 
 THUMB_SIDE = 320
@@ -74,7 +75,7 @@ def model_records(folder: Path) -> dict[tuple[int, int], dict[str, Any]]:
     """A model's manifest lines by (prompt id, seed); lines whose image is missing or outside the folder are dropped."""
     records = {}
     root = folder.resolve()
-    for record in read_jsonl(folder / "manifest.jsonl"):
+    for record in Manifest(folder).records():
         try:
             image = (folder / str(record["image"])).resolve()
             key = (int(record["prompt_id"]), int(record["seed"]))

@@ -28,31 +28,22 @@ from collapsebench.benchmark.model_config import NAME, load_model_config
 from collapsebench.benchmark.pool import Subject
 from collapsebench.benchmark.suite import SCENES
 from collapsebench.core.errors import BenchError
-from collapsebench.core.io import atomic_write_text, read_jsonl
-from collapsebench.intake.submission import SUBMITTED_LABEL
+from collapsebench.core.io import atomic_write_text
+from collapsebench.core.manifest import SUBMITTED_LABEL, Manifest
+from collapsebench.core.metric_table import METRICS, THRESHOLDS
 from collapsebench.leaderboard.gallery import (
     GalleryPrompt,
     build_gallery,
     copy_references,
 )
 from collapsebench.leaderboard.provenance import NOT_RECORDED, summarize_manifest
-from collapsebench.reporting.metrics import THRESHOLDS
 from collapsebench.reporting.tables import Row, is_smoke, load
 
 TAUS = tuple(f"{t:g}" for t in THRESHOLDS)
 MARKER = ".collapsebench-site"  # marks a folder this builder made, so only such a folder is ever replaced
 SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-METRICS = (  # key, header, percent?, tooltip
-    ("clip_t", "CLIP-T", False, "text-image cosine (CLIP), higher = closer to the prompt"),
-    ("clip_i", "CLIP-I", False, "image-reference cosine (CLIP), mean over subjects"),
-    ("dinov2", "DINOv2", False, "image-reference cosine (DINOv2), mean over subjects; higher is better"),
-    ("dino", "DINO", False, "image-reference cosine (DINO v1 ViT-S/16), mean over subjects"),
-) + tuple((f"scr_{tau}", f"SCR@{tau}", True, f"share of subjects whose DINOv2 cosine is below {tau}; lower is better")
-          for tau in TAUS)
 IDENTITY = frozenset({"model", "display_name", "kind", "n_subjects", "scene", "source", "backbones", "n_images",
                       "n_pairs"})
-EXTRA_LABELS = {"count_accuracy": "count accuracy", "clone_rate": "clone rate",
-                **{f"matched_scr_{tau}": f"matched SCR@{tau}" for tau in TAUS}}
 PAGES = (("index.html", "Leaderboard"), ("figures.html", "Figures"), ("scenes.html", "Per scene"),
          ("gallery.html", "Gallery"), ("models.html", "Models"), ("metrics.html", "Metrics"),
          ("submit.html", "Submit a model"))
@@ -110,26 +101,12 @@ def fmt_interval(low: float | None, high: float | None, percent: bool) -> str:
     return f"[{100 * low:.1f}, {100 * high:.1f}]" if percent else f"[{low:.2f}, {high:.2f}]"
 
 
-def extra_columns(rows: Sequence[Row]) -> list[Column]:
-    """Metric columns a later stage added to table1.csv (e.g. matched SCR), shown when they hold values."""
-    known = IDENTITY | {key for key, *_ in METRICS}
-    keys = dict.fromkeys(key for row in rows for key in row)
-    columns = []
-    for key in keys:
-        if key in known or key.endswith(("_lo", "_hi")) or key.startswith("rank_"):
-            continue
-        if not any(isinstance(row.get(key), float) for row in rows):
-            continue
-        tau = next((t for t in TAUS if key.endswith(f"_{t}")), None)
-        percent = "scr" in key or key.endswith(("rate", "accuracy"))
-        columns.append(Column(key, EXTRA_LABELS.get(key, key.replace("_", " ")), percent, key, tau))
-    return columns
-
-
 def metric_columns(rows: Sequence[Row]) -> list[Column]:
-    base = [Column(key, label, percent, title, key[4:] if key.startswith("scr_") else None)
-            for key, label, percent, title in METRICS]
-    return base + extra_columns(rows)
+    """The metric table's columns: the paper-style ones always (an empty cell says "not reported"), the others
+    (e.g. matched SCR) when some row holds a value."""
+    return [Column(m.column, m.label, m.percent, m.description, None if m.tau is None else f"{m.tau:g}")
+            for m in METRICS
+            if m.aggregation != "matched" or any(isinstance(row.get(m.column), float) for row in rows)]
 
 
 def cell(text: str, sort: str = "", css: str = "", title: str = "", href: str | None = None,
@@ -231,7 +208,7 @@ def model_card(name: str, rows: Sequence[Row], peers: Sequence[Row], results: Pa
         if NAME.match(name) and (Path(models_dir) / name / "model.yaml").is_file():
             config = load_model_config(models_dir, name)
         folder = Path(results) / "models" / name
-        records = list(read_jsonl(folder / "manifest.jsonl"))
+        records = Manifest(folder).records()
         if (folder / "scoring.json").is_file():
             try:
                 scoring = json.loads((folder / "scoring.json").read_text(encoding="utf-8"))

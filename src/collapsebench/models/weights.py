@@ -10,14 +10,12 @@ revision actually used, also where the model file left the revision unpinned.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from collapsebench.core.errors import BenchError
-
-COMMIT = re.compile(r"^[0-9a-f]{40}$")
+from collapsebench.core.hub import COMMIT
 
 
 @dataclass(frozen=True)

@@ -12,20 +12,14 @@ from __future__ import annotations
 import math
 import zlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from typing import Any
 
 from collapsebench.benchmark.model_config import ModelConfig
-from collapsebench.reporting.metrics import (
-    THRESHOLDS,
-    bootstrap_intervals,
-    summarize,
-    tie_groups,
-)
+from collapsebench.core.metric_table import RANKED
+from collapsebench.reporting.metrics import bootstrap_intervals, summarize, tie_groups
 
 # metric -> higher is better; the metrics a reader ranks models by.
-RANKED = {"dinov2": True, **{f"scr_{t:g}": False for t in THRESHOLDS}}
-RANK_COLUMNS = tuple(f"rank_{metric}" for metric in RANKED)
 PER_SCENE_KEYS = ("model", "display_name", "kind", "n_subjects", "scene", "source", "backbones")
 
 
@@ -63,7 +57,7 @@ def per_scene_rows(config: ModelConfig, rows: Sequence[dict[str, str]], backbone
     ]
 
 
-def add_tie_ranks(table: list[dict[str, Any]]) -> None:
+def add_tie_ranks(table: list[dict[str, Any]], unranked: Set[str] = frozenset()) -> None:
     """Set `rank_<metric>` on reproduced rows, ranking within (kind, backbones, subject count).
 
     Models are only compared with models scored by the same backbones at the
@@ -72,7 +66,7 @@ def add_tie_ranks(table: list[dict[str, Any]]) -> None:
     """
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for row in table:
-        if row.get("source") == "reproduced":
+        if row.get("source") == "reproduced" and row["model"] not in unranked:
             groups[(row["kind"], row["backbones"], int(row["n_subjects"]))].append(row)
     for rows in groups.values():
         for metric, higher_is_better in RANKED.items():

@@ -13,8 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from collapsebench.reporting.metrics import THRESHOLDS, ratio_intervals
-from collapsebench.scoring.detection import MATCHED_COLUMNS
+from collapsebench.core.metric_table import (
+    MATCHED_COLUMNS,
+    THRESHOLDS,
+    interval_columns,
+)
+from collapsebench.reporting.metrics import ratio_intervals
 
 
 def matched_enabled(rows: Sequence[Mapping[str, str]]) -> bool:
@@ -72,7 +76,7 @@ def matched_cell(rows: Sequence[Mapping[str, str]], n_boot: int, seed: int) -> d
     return cell
 
 
-MATCHED_TABLE_COLUMNS = MATCHED_COLUMNS + tuple(f"{c}_{end}" for c in MATCHED_COLUMNS for end in ("lo", "hi"))
+MATCHED_TABLE_COLUMNS = MATCHED_COLUMNS + interval_columns(MATCHED_COLUMNS)
 
 
 def add_matched_cells(table: list[dict[str, Any]], rows: Sequence[Mapping[str, str]], n_boot: int,

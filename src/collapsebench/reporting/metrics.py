@@ -19,8 +19,14 @@ from statistics import fmean
 
 import numpy as np
 
-THRESHOLDS = (0.4, 0.5, 0.6)
-SIMILARITIES = ("clip_t", "clip_i", "dinov2", "dino")
+from collapsebench.core.metric_table import (
+    BY_COLUMN,
+    SCR_COLUMNS,
+    SCR_SOURCE,
+    SIMILARITY_COLUMNS,
+    scr_threshold,
+)
+
 Row = Mapping[str, object]
 
 
@@ -39,17 +45,17 @@ def image_scores(rows: Iterable[Row], column: str) -> dict[tuple[int, int], floa
     return {image: fmean(values) for image, values in per_image.items()}
 
 
-def summarize(rows: Sequence[Row], thresholds: Sequence[float] = THRESHOLDS) -> dict[str, float]:
+def summarize(rows: Sequence[Row]) -> dict[str, float]:
     """One Table 1 cell: means over images of each similarity, SCR pooled over subject instances."""
     if not rows:
         raise ValueError("cannot summarize an empty cell")
     summary: dict[str, float] = {}
-    for column in SIMILARITIES:
+    for column in SIMILARITY_COLUMNS:
         if column in rows[0] and rows[0][column] not in ("", None):
             summary[column] = fmean(image_scores(rows, column).values())
-    dinov2 = [float(row["dinov2"]) for row in rows]
-    for tau in thresholds:
-        summary[f"scr_{tau:g}"] = scr(dinov2, tau)
+    for column in SCR_COLUMNS:
+        metric = BY_COLUMN[column]
+        summary[column] = scr([float(row[metric.source]) for row in rows], metric.tau)
     summary["n_images"] = len({(row["prompt_id"], row["seed"]) for row in rows})
     summary["n_pairs"] = len(rows)
     return summary
@@ -71,9 +77,9 @@ def bootstrap_intervals(rows: Sequence[Row], columns: Sequence[str], n_boot: int
     prompts = [by_prompt[p] for p in sorted(by_prompt)]
     numerators, denominators = {}, {}
     for column in columns:
-        if column.startswith("scr_"):
-            tau = float(column[4:])
-            numerators[column] = np.array([sum(float(r["dinov2"]) < tau for r in rows_) for rows_ in prompts])
+        tau = scr_threshold(column)
+        if tau is not None:
+            numerators[column] = np.array([sum(float(r[SCR_SOURCE]) < tau for r in rows_) for rows_ in prompts])
             denominators[column] = np.array([len(rows_) for rows_ in prompts], dtype=float)
         else:
             per_prompt = [image_scores(rows_, column) for rows_ in prompts]

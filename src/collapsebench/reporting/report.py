@@ -9,54 +9,57 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from collapsebench.benchmark.model_config import ModelConfig
-from collapsebench.core.errors import BenchError
+from collapsebench.benchmark.suite import Prompt
 from collapsebench.core.io import atomic_write_csv, atomic_write_json, read_csv
+from collapsebench.core.manifest import PROVENANCE
+from collapsebench.core.metric_table import (
+    HEADLINE_COLUMNS,
+    INTERVAL_COLUMNS,
+    RANK_COLUMNS,
+    interval_columns,
+)
 from collapsebench.reporting.breakdown import (
     PER_SCENE_KEYS,
-    RANK_COLUMNS,
     add_tie_ranks,
     cell_summary,
     per_scene_rows,
+)
+from collapsebench.reporting.inputs import (
+    COVERAGE_COLUMNS,
+    Coverage,
+    coverage,
+    coverage_rows,
+    load_scores,
 )
 from collapsebench.reporting.matched_cells import (
     MATCHED_TABLE_COLUMNS,
     add_matched_cells,
 )
-from collapsebench.reporting.metrics import THRESHOLDS, bootstrap_intervals, scr
+from collapsebench.reporting.metrics import bootstrap_intervals, scr
 
-CI_COLUMNS = ("clip_t", "clip_i", "dinov2", "dino") + tuple(f"scr_{t:g}" for t in THRESHOLDS)
+CI_COLUMNS = INTERVAL_COLUMNS
 TABLE1_COLUMNS = (
     ("model", "display_name", "kind", "n_subjects") + CI_COLUMNS + ("n_images", "n_pairs", "source", "backbones", "generated_by")
-    + tuple(f"{c}_{end}" for c in CI_COLUMNS for end in ("lo", "hi")) + RANK_COLUMNS
+    + interval_columns(CI_COLUMNS) + RANK_COLUMNS
     + MATCHED_TABLE_COLUMNS  # instance-level columns (beyond the paper), empty when not scored
 )
 PER_SCENE_COLUMNS = (
-    PER_SCENE_KEYS + CI_COLUMNS + ("n_images", "n_pairs")
-    + tuple(f"{c}_{end}" for c in CI_COLUMNS for end in ("lo", "hi"))
+    PER_SCENE_KEYS + CI_COLUMNS + ("n_images", "n_pairs") + interval_columns(CI_COLUMNS)
 )
 SWEEP = tuple(round(t, 2) for t in np.arange(0.2, 0.801, 0.05))
 
 
-def load_scores(results_dir: Path, model: str) -> tuple[list[dict[str, str]], dict[str, Any]]:
-    folder = Path(results_dir) / "models" / model
-    scores, info = folder / "scores.csv", folder / "scoring.json"
-    if not scores.is_file() or not info.is_file():
-        raise BenchError(f"{folder}: scores.csv / scoring.json missing; run `collapsebench score {model}` first")
-    rows = read_csv(scores)
-    if not rows:
-        raise BenchError(f"{scores}: no rows")
-    return rows, json.loads(info.read_text(encoding="utf-8"))
-
-
 def generated_by(results_dir: Path, model: str) -> str:
     """`authors` for a results submission (images made elsewhere, scored here), else `collapsebench`."""
-    provenance = Path(results_dir) / "models" / model / "provenance.json"
+    provenance = Path(results_dir) / "models" / model / PROVENANCE
     if provenance.is_file() and json.loads(provenance.read_text(encoding="utf-8")).get("source") == "submitted":
         return "authors"
     return "collapsebench"
@@ -107,30 +110,40 @@ def scr_sweep(config: ModelConfig, rows: list[dict[str, str]], backbones: str, n
     return sweep
 
 
-def run_report(results_dir: Path, configs: list[ModelConfig], paper_table: Path, n_boot: int, seed: int) -> list[dict]:
+@dataclass
+class Report:
+    table: list[dict[str, Any]]  # Table 1 rows, reproduced then reported
+    coverage: list[Coverage]  # per model, in the order of `configs`
+
+
+def run_report(results_dir: Path, configs: list[ModelConfig], paper_table: Path, prompts: Sequence[Prompt],
+               seeds: Sequence[int], n_boot: int, seed: int) -> Report:
+    """Every output of the report stage; models whose scores do not cover the benchmark are kept but not ranked."""
     results_dir = Path(results_dir)
     table: list[dict[str, Any]] = []
     sweep: list[dict[str, Any]] = []
     scenes: list[dict[str, Any]] = []
+    covered: list[Coverage] = []
     for config in configs:
         rows, info = load_scores(results_dir, config.name)
+        covered.append(coverage(config.name, rows, prompts, seeds))
         backbones = info.get("profile", "unknown")
         cells = add_matched_cells(reproduced_rows(config, rows, info, n_boot, seed), rows, n_boot, seed)
         table += [{**cell, "generated_by": generated_by(results_dir, config.name)} for cell in cells]
         sweep += scr_sweep(config, rows, backbones, n_boot, seed)
         scenes += per_scene_rows(config, rows, backbones, CI_COLUMNS, n_boot, seed)
-    add_tie_ranks(table)
+    add_tie_ranks(table, unranked={item.model for item in covered if not item.complete})
     table += reported_rows(paper_table)
+    atomic_write_csv(results_dir / "coverage.csv", COVERAGE_COLUMNS, [r for item in covered for r in coverage_rows(item)])
     atomic_write_csv(results_dir / "table1.csv", TABLE1_COLUMNS, table)
     atomic_write_csv(results_dir / "per_scene.csv", PER_SCENE_COLUMNS, scenes)
     atomic_write_json(results_dir / "metrics.json", {
-        row["model"]: {f"n{r['n_subjects']}": {k: round(r[k], 4) for k in ("dinov2", "clip_i", "clip_t", "scr_0.4")}
+        row["model"]: {f"n{r['n_subjects']}": {k: round(r[k], 4) for k in HEADLINE_COLUMNS}
                        for r in table if r["model"] == row["model"] and r["source"] == "reproduced"}
         for row in table if row["source"] == "reproduced"
     })
     plots = results_dir / "plots"
-    atomic_write_csv(plots / "trends.csv", ("model", "source", "backbones", "n_subjects", "dinov2", "scr_0.4",
-                                            "clip_i", "clip_t"), table)
+    atomic_write_csv(plots / "trends.csv", ("model", "source", "backbones", "n_subjects") + HEADLINE_COLUMNS, table)
     atomic_write_csv(plots / "scr_sweep.csv", ("model", "backbones", "n_subjects", "tau", "scr", "scr_lo", "scr_hi"),
                      sweep)
     from collapsebench.reporting.figures import draw_figures
@@ -139,5 +152,6 @@ def run_report(results_dir: Path, configs: list[ModelConfig], paper_table: Path,
     from collapsebench.reporting.validity import write_validity_study
 
     write_validity_study(results_dir, table)  # after draw_figures, which prunes figures it did not draw
+    return Report(table, covered)
     return table
 

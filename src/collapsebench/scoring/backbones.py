@@ -13,7 +13,6 @@ Every embedding returned is L2-normalized, so a dot product is the cosine.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,10 +20,11 @@ import torch
 from PIL import Image
 
 from collapsebench.core.errors import BenchError
+from collapsebench.core.hub import revision_kwargs
 
 BACKBONE_NAMES = ("dinov2", "dino", "clip")
 CLIP_MAX_TOKENS = 77
-# The paper setup's checkpoints (params.yaml repeats them for the pipeline; a test keeps both equal).
+# The paper setup's checkpoints: what `scoring.backbones` in params.yaml falls back to (a test keeps both equal).
 DEFAULT_BACKBONES: dict[str, dict[str, str | None]] = {
     "dinov2": {"id": "facebook/dinov2-base", "revision": "f9e44c814b77203eaa57a6bdbbd535f21ede1415"},
     "dino": {"id": "facebook/dino-vits16", "revision": None},  # not pinned yet: the loaded commit is recorded
@@ -49,18 +49,29 @@ def pick_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
+def default_dtype(device: torch.device) -> torch.dtype:
+    """Half precision on a GPU (fast, and what the cache keys say), full precision on a CPU."""
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """`float32`, `float16`, ...: how a dtype is written in cache keys and scoring.json."""
+    return str(dtype).removeprefix("torch.")
+
+
 class ImageBackbone:
     """One vision backbone + its own processor; embeds PIL images to unit vectors."""
 
-    def __init__(self, spec: BackboneSpec, device: torch.device | None = None) -> None:
+    def __init__(self, spec: BackboneSpec, device: torch.device | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         from transformers import AutoImageProcessor, CLIPModel, Dinov2Model, ViTModel
 
         if spec.name not in BACKBONE_NAMES:
             raise BenchError(f"unknown backbone {spec.name!r}; known: {', '.join(BACKBONE_NAMES)}")
         self.spec = spec
         self.device = device or pick_device()
-        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        kwargs: dict[str, Any] = {"revision": spec.revision} if spec.revision else {}
+        self.dtype = dtype or default_dtype(self.device)
+        kwargs = revision_kwargs(spec.revision)
         try:
             self.processor = AutoImageProcessor.from_pretrained(spec.source, **kwargs)
             if spec.name == "clip":
@@ -95,8 +106,7 @@ class ClipText:
     def __init__(self, backbone: ImageBackbone) -> None:
         from transformers import AutoTokenizer
 
-        kwargs: dict[str, Any] = {"revision": backbone.spec.revision} if backbone.spec.revision else {}
-        self.tokenizer = AutoTokenizer.from_pretrained(backbone.spec.source, **kwargs)
+        self.tokenizer = AutoTokenizer.from_pretrained(backbone.spec.source, **revision_kwargs(backbone.spec.revision))
         self.backbone = backbone
         self.truncated = 0  # prompts longer than 77 tokens seen so far
 
@@ -119,27 +129,3 @@ def _pooled(output: Any) -> torch.Tensor:
 def _normalize(features: torch.Tensor) -> np.ndarray:
     features = features.float()
     return torch.nn.functional.normalize(features, dim=-1).cpu().numpy()
-
-
-def specs_from_params(scoring: dict[str, Any], overrides: dict[str, str] | None = None) -> dict[str, BackboneSpec]:
-    """Backbone specs of a scoring profile (params.yaml `scoring`), with NAME=PATH overrides."""
-    profile = scoring.get("profile", "smoke")
-    specs: dict[str, BackboneSpec] = {}
-    if profile == "smoke":
-        from collapsebench.scoring.smoke import smoke_backbone_dir
-
-        root = smoke_backbone_dir(Path(scoring.get("smoke_dir", ".cache/smoke-backbones")))
-        specs = {name: BackboneSpec(name, str(root / name)) for name in BACKBONE_NAMES}
-    elif profile == "real":
-        for name in BACKBONE_NAMES:
-            entry = scoring["backbones"][name]
-            specs[name] = BackboneSpec(name, entry["id"], entry.get("revision"))
-    else:
-        raise BenchError(f"params.yaml scoring.profile must be 'smoke' or 'real', got {profile!r}")
-    for name, path in (overrides or {}).items():
-        if name not in BACKBONE_NAMES:
-            raise BenchError(f"--backbone {name}=...: unknown backbone; known: {', '.join(BACKBONE_NAMES)}")
-        if not Path(path).is_dir():
-            raise BenchError(f"--backbone {name}={path}: not a folder made by save_pretrained")
-        specs[name] = BackboneSpec(name, str(path))
-    return specs

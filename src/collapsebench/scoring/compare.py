@@ -7,14 +7,18 @@ from typing import Any
 
 import numpy as np
 
-from collapsebench.reporting.metrics import THRESHOLDS
-from collapsebench.scoring.backbones import BackboneSpec
+from collapsebench.core.metric_table import THRESHOLDS
+from collapsebench.scoring.backbones import pick_device
+from collapsebench.scoring.config import ScoringConfig
 from collapsebench.scoring.embed_cache import EmbeddingEngine, file_source
 
 
-def compare(generated: Path, references: list[Path], spec: BackboneSpec) -> dict[str, Any]:
-    """Cosines of the whole generated image with each reference (in the given order), mean and collapse counts."""
-    engine = EmbeddingEngine(spec, cache=None)  # a one-off check: no shared cache to fill
+def compare(generated: Path, references: list[Path], config: ScoringConfig, metric: str) -> dict[str, Any]:
+    """Cosines of the whole generated image with each reference (in the given order), mean and collapse counts,
+    computed exactly as `score` would with the same configuration."""
+    spec, device = config.backbones[metric], pick_device()
+    # A one-off check: no shared cache to fill.
+    engine = EmbeddingEngine(spec, None, config.batch_size, device, config.torch_dtype(device))
     embeddings = engine.embed([file_source(path) for path in (generated, *references)], "compare")
     cosines = [float(c) for c in embeddings[1:] @ embeddings[0]]
     return {

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,10 +32,14 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
-from collapsebench.benchmark.pool import KINDS
 from collapsebench.core.errors import BenchError
-from collapsebench.reporting.metrics import THRESHOLDS
-from collapsebench.scoring.backbones import BackboneSpec, pick_device
+from collapsebench.core.hub import revision_kwargs
+from collapsebench.scoring.backbones import (
+    BackboneSpec,
+    default_dtype,
+    dtype_name,
+    pick_device,
+)
 from collapsebench.scoring.embed_cache import (
     EmbeddingCache,
     ImageSource,
@@ -46,7 +49,6 @@ from collapsebench.scoring.embed_cache import (
 )
 
 DETECTION_VERSION = "1"  # bump when select_detections changes what is stored
-MATCHED_COLUMNS = tuple(f"matched_scr_{t:g}" for t in THRESHOLDS) + ("count_accuracy", "clone_rate")
 DEFAULT_QUERIES = {"person": "a photo of a person", "animal": "a photo of an animal"}
 _FIELDS = 6  # a stored detection: x0, y0, x1, y1, score, query index
 
@@ -61,36 +63,6 @@ class MatchedSettings:
     nms_iou: float = 0.3
     max_detections: int = 20
     batch_size: int = 4
-
-
-def matched_settings(scoring: Mapping[str, Any], where: str = "params.yaml") -> MatchedSettings | None:
-    """The matched-SCR settings of a scoring block, or None when disabled (the columns stay empty)."""
-    block = scoring.get("matched") or {}
-    if not block.get("enabled", False):
-        return None
-    key = f"{where}: scoring.matched"
-    if scoring.get("profile", "smoke") == "smoke":
-        from collapsebench.scoring.smoke import smoke_detector_dir
-
-        smoke_root = Path(scoring.get("smoke_dir", ".cache/smoke-backbones"))
-        spec = BackboneSpec("detector", str(smoke_detector_dir(smoke_root)))
-    else:
-        detector = block.get("detector") or {}
-        if not detector.get("id"):
-            raise BenchError(f"{key}.detector.id is missing")
-        spec = BackboneSpec("detector", str(detector["id"]), detector.get("revision"))
-    queries = dict(block.get("queries") or DEFAULT_QUERIES)
-    missing = [kind for kind in KINDS if not queries.get(kind)]
-    if missing:
-        raise BenchError(f"{key}.queries: no text query for subject kind(s) {missing}")
-    settings = MatchedSettings(spec, queries, float(block.get("score_threshold", 0.2)),
-                               float(block.get("nms_iou", 0.3)), int(block.get("max_detections", 20)),
-                               int(block.get("batch_size", 4)))
-    if not 0 <= settings.score_threshold < 1 or not 0 < settings.nms_iou <= 1:
-        raise BenchError(f"{key}: score_threshold must be in [0, 1) and nms_iou in (0, 1]")
-    if settings.max_detections < 1 or settings.batch_size < 1:
-        raise BenchError(f"{key}: max_detections and batch_size must be at least 1")
-    return settings
 
 
 # ---------------------------------------------------------------- detection
@@ -141,13 +113,15 @@ def select_detections(scores: np.ndarray, boxes: np.ndarray, size: tuple[int, in
 class Detector:
     """An OWL-family open-vocabulary detector, loaded lazily with `from_pretrained` (pinned revision)."""
 
-    def __init__(self, settings: MatchedSettings, device: torch.device | None = None) -> None:
+    def __init__(self, settings: MatchedSettings, device: torch.device | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         from transformers import AutoConfig, AutoProcessor
 
         self.settings = settings
         self.device = device or pick_device()
+        self.dtype = dtype or default_dtype(self.device)
         spec = settings.detector
-        self._kwargs: dict[str, Any] = {"revision": spec.revision} if spec.revision else {}
+        self._kwargs = revision_kwargs(spec.revision)
         try:
             self.processor = AutoProcessor.from_pretrained(spec.source, **self._kwargs)
             config = AutoConfig.from_pretrained(spec.source, **self._kwargs)
@@ -165,7 +139,7 @@ class Detector:
             "preprocessing": self.processor.image_processor.to_dict(),
             "queries": dict(settings.queries), "score_threshold": settings.score_threshold,
             "nms_iou": settings.nms_iou, "max_detections": settings.max_detections,
-            "dtype": "float16" if self.device.type == "cuda" else "float32", "version": DETECTION_VERSION,
+            "dtype": dtype_name(self.dtype), "version": DETECTION_VERSION,
         }
         self.space = "det-" + space_id(self.description)
         self._model: Any = None
@@ -176,9 +150,8 @@ class Detector:
         if self._model is None:
             from transformers import AutoModelForZeroShotObjectDetection
 
-            dtype = torch.float16 if self.device.type == "cuda" else torch.float32
             self._model = AutoModelForZeroShotObjectDetection.from_pretrained(
-                self.settings.detector.source, **self._kwargs).to(self.device, dtype=dtype).eval()
+                self.settings.detector.source, **self._kwargs).to(self.device, dtype=self.dtype).eval()
         return self._model
 
     @torch.inference_mode()

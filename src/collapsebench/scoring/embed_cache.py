@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,8 +45,15 @@ from PIL import Image
 from tqdm import tqdm
 
 from collapsebench.core.errors import BenchError
+from collapsebench.core.hub import COMMIT, revision_kwargs
 from collapsebench.core.io import atomic_write_bytes, atomic_write_json, sha256_file
-from collapsebench.scoring.backbones import BackboneSpec, ImageBackbone, pick_device
+from collapsebench.scoring.backbones import (
+    BackboneSpec,
+    ImageBackbone,
+    default_dtype,
+    dtype_name,
+    pick_device,
+)
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +178,6 @@ def _folder_digest(stamp: tuple[tuple[str, int, int], ...]) -> str:
     return digest.hexdigest()
 
 
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
-
-
 def weights_identity(source: str, revision: str | None) -> dict[str, str | None]:
     """What pins the weights: a local folder's content hash, or the hub id + the commit the revision points to.
 
@@ -184,7 +187,7 @@ def weights_identity(source: str, revision: str | None) -> dict[str, str | None]
     """
     if Path(source).is_dir():
         return {"folder_sha256": folder_digest(Path(source))}
-    if revision and _COMMIT.match(revision):
+    if revision and COMMIT.match(revision):
         return {"id": source, "commit": revision}
     from huggingface_hub import constants, resolve_revision
 
@@ -200,22 +203,22 @@ class EmbeddingEngine:
     """One backbone behind the cache: `embed(sources)` returns one unit vector per source, in order."""
 
     def __init__(self, spec: BackboneSpec, cache: EmbeddingCache | None, batch_size: int = 16,
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
         from transformers import AutoImageProcessor
 
         self.spec = spec
         self.cache = cache
         self.batch_size = max(1, int(batch_size))
         self.device = device or pick_device()
-        kwargs = {"revision": spec.revision} if spec.revision else {}
+        self.dtype = dtype or default_dtype(self.device)
         try:
-            processor = AutoImageProcessor.from_pretrained(spec.source, **kwargs)
+            processor = AutoImageProcessor.from_pretrained(spec.source, **revision_kwargs(spec.revision))
         except OSError as error:
             raise BenchError(f"backbone {spec.name}: cannot load the processor of {spec.label} ({error})") from error
         self.description = {
             "backbone": spec.name, "weights": weights_identity(spec.source, spec.revision),
             "processor": type(processor).__name__, "preprocessing": processor.to_dict(),
-            "dtype": "float16" if self.device.type == "cuda" else "float32",
+            "dtype": dtype_name(self.dtype),
             "embedding_version": EMBEDDING_VERSION,
         }
         self.space = space_id(self.description)
@@ -228,7 +231,7 @@ class EmbeddingEngine:
     def backbone(self) -> ImageBackbone:
         """The model, loaded on first use (a warm cache never needs it)."""
         if self._backbone is None:
-            self._backbone = ImageBackbone(self.spec, self.device)
+            self._backbone = ImageBackbone(self.spec, self.device, self.dtype)
         return self._backbone
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ filled too; otherwise they stay empty.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +23,16 @@ from collapsebench.benchmark.pool import Subject
 from collapsebench.core.errors import BenchError
 from collapsebench.core.io import atomic_write_csv, atomic_write_json
 from collapsebench.core.manifest import Manifest
-from collapsebench.scoring.backbones import BACKBONE_NAMES, BackboneSpec, ClipText
+from collapsebench.core.metric_table import RAW_SCORES, SCORE_COLUMNS
+from collapsebench.scoring.backbones import (
+    BACKBONE_NAMES,
+    ClipText,
+    pick_device,
+)
+from collapsebench.scoring.config import ScoringConfig
 from collapsebench.scoring.detection import (
     Detector,
     ImageMatch,
-    MatchedSettings,
     score_matched,
 )
 from collapsebench.scoring.embed_cache import (
@@ -35,12 +41,6 @@ from collapsebench.scoring.embed_cache import (
     ImageSource,
     file_source,
 )
-
-# Matched columns come after the paper's: empty when scoring.matched is disabled;
-# matched_dinov2 is also empty for a subject left without a crop (it counts as collapsed).
-MATCHED_SCORE_COLUMNS = ("matched_dinov2", "n_detections", "best_crop")
-SCORE_COLUMNS = ("model", "prompt_id", "seed", "n_subjects", "scene", "slot", "subject_id",
-                 "dinov2", "dino", "clip_i", "clip_t") + MATCHED_SCORE_COLUMNS
 
 
 @dataclass
@@ -60,10 +60,12 @@ def pair_cosines(engine: EmbeddingEngine, images: Sequence[ImageSource], subject
     return [references_matrix(embedded, subjects[i]) @ generated[i] for i in range(len(images))], generated, embedded
 
 
-def run_score(model: str, out_dir: Path, pool: dict[str, Subject], specs: dict[str, BackboneSpec],
-              profile: str, batch_size: int = 16, cache_dir: Path | None = None,
-              matched: MatchedSettings | None = None) -> ScoreSummary:
-    """Score every finished image of `out_dir`; `cache_dir=None` embeds without the on-disk cache."""
+def run_score(model: str, out_dir: Path, pool: dict[str, Subject], config: ScoringConfig) -> ScoreSummary:
+    """Score every finished image of `out_dir`, each first checked against its manifest sha256.
+
+    Matched columns come after the paper's and stay empty when `config.matched` is None;
+    matched_dinov2 is also empty for a subject left without a crop (it counts as collapsed).
+    """
     records = Manifest(out_dir).load_checked()
     if not records:
         raise BenchError(f"{out_dir / 'manifest.jsonl'}: no finished images to score")
@@ -73,7 +75,8 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], specs: dict[s
     images = [file_source(out_dir / r["image"]) for r in records]
     subjects = [list(r["subjects"]) for r in records]
     references = {s: file_source(pool[s].image) for s in sorted({s for ids in subjects for s in ids})}
-    cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
+    cache = EmbeddingCache(config.cache_dir) if config.cache_dir is not None else None
+    batch_size = config.batch_size
 
     cosines: dict[str, list[np.ndarray]] = {}
     clip_t = np.zeros(len(records))
@@ -82,12 +85,13 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], specs: dict[s
     forwarded: dict[str, int] = {}
     matches: list[ImageMatch] | None = None
     detector: Detector | None = None
+    device = pick_device()
     for name in BACKBONE_NAMES:
-        engine = EmbeddingEngine(specs[name], cache, batch_size)
+        engine = EmbeddingEngine(config.backbones[name], cache, batch_size, device, config.torch_dtype(device))
         resolved[name] = engine.description["weights"].get("commit")
         cosines[name], generated, embedded = pair_cosines(engine, images, subjects, references, f"score {model}")
-        if name == "dinov2" and matched is not None:
-            detector = Detector(matched, engine.device)
+        if name == "dinov2" and config.matched is not None:
+            detector = Detector(config.matched, engine.device, config.torch_dtype(engine.device))
             matches = score_matched(images, subjects, {s: pool[s].kind for s in references}, embedded, engine,
                                     detector, cache)
         if name == "clip":
@@ -106,14 +110,19 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], specs: dict[s
             rows.append({
                 "model": model, "prompt_id": record["prompt_id"], "seed": record["seed"],
                 "n_subjects": record["n_subjects"], "scene": record["scene"], "slot": slot, "subject_id": subject_id,
-                "dinov2": float(cosines["dinov2"][i][slot - 1]), "dino": float(cosines["dino"][i][slot - 1]),
-                "clip_i": float(cosines["clip"][i][slot - 1]), "clip_t": float(clip_t[i]),
+                **{raw.column: float(clip_t[i]) if raw.column == "clip_t" else float(cosines[raw.backbone][i][slot - 1])
+                   for raw in RAW_SCORES},
                 **(_matched_values(matches[i], slot) if matches is not None else {}),
             })
     atomic_write_csv(out_dir / "scores.csv", SCORE_COLUMNS, rows)
     atomic_write_json(out_dir / "scoring.json", {
-        "profile": profile,
-        "backbones": {name: spec.label for name, spec in specs.items()},
+        "profile": config.profile,
+        "backbones": {name: spec.label for name, spec in config.backbones.items()},
+        "columns": list(SCORE_COLUMNS),  # with n_rows: what `report` checks scores.csv against
+        "dtype": config.dtype,
+        # Where the numbers were computed: the docker runner sets both inside the pinned scoring image.
+        "container": {"runner": os.environ.get("COLLAPSEBENCH_RUNNER", "local"),
+                      "image_id": os.environ.get("COLLAPSEBENCH_IMAGE_DIGEST")},
         "resolved_revisions": resolved,
         "n_images": len(records),
         "n_rows": len(rows),
