@@ -26,6 +26,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, published_mode())  # mkstemp makes 0600; results and the site are read by others
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -34,6 +35,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def published_mode(folder: bool = False) -> int:
+    """The mode a plain `open()` (or `mkdir`) would give under this process's umask: 0644 / 0755 typically."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if folder else 0o666) & ~umask
+
+
+def make_temp_folder(parent: Path, prefix: str) -> Path:
+    """`tempfile.mkdtemp` with the permissions of a normal folder (mkdtemp makes 0700)."""
+    folder = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    folder.chmod(published_mode(folder=True))
+    return folder
 
 
 def atomic_write_text(path: Path, text: str) -> None:

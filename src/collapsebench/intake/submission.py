@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +38,7 @@ from collapsebench.benchmark.model_config import (
 from collapsebench.benchmark.pool import Subject
 from collapsebench.benchmark.suite import Job, Prompt, job_inputs, load_prompts
 from collapsebench.core.errors import BenchError
-from collapsebench.core.io import atomic_write_json, sha256_bytes
+from collapsebench.core.io import atomic_write_json, make_temp_folder, sha256_bytes
 from collapsebench.core.manifest import (
     PROVENANCE,
     SUBMITTED_LABEL,
@@ -366,8 +365,8 @@ def import_submission(folder: Path, benchmark: Benchmark, pool: dict[str, Subjec
     config = load_model_config(folder.parent, name)
     target.parent.mkdir(parents=True, exist_ok=True)
     model_target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.import-", dir=target.parent))
-    model_staging = Path(tempfile.mkdtemp(prefix=f".{name}.import-", dir=model_target.parent))
+    staging = make_temp_folder(target.parent, f".{name}.import-")
+    model_staging = make_temp_folder(model_target.parent, f".{name}.import-")
     try:
         lines = []
         (staging / "images").mkdir()

@@ -14,7 +14,6 @@ import hashlib
 import json
 import re
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from collapsebench.benchmark.model_config import NAME, load_model_config
 from collapsebench.benchmark.pool import Subject
 from collapsebench.benchmark.suite import SCENES
 from collapsebench.core.errors import BenchError
-from collapsebench.core.io import atomic_write_text
+from collapsebench.core.io import atomic_write_text, make_temp_folder
 from collapsebench.core.manifest import SUBMITTED_LABEL, Manifest
 from collapsebench.core.metric_table import METRICS, THRESHOLDS
 from collapsebench.leaderboard.gallery import (
@@ -129,6 +128,8 @@ def model_cell(row: Row, root: str, cards: dict[str, str], short: bool = False) 
     text = f"{name} (paper)" if row["source"] == "reported" else name if short else row.get("display_name") or name
     if row.get("generated_by") == "authors":
         text += f" ({SUBMITTED_LABEL})"
+    if row.get("incomplete"):
+        text += f" ({row['incomplete']}; not ranked)"
     href = f"{root}models/{cards[name]}.html" if row["source"] == "reproduced" and name in cards else None
     return cell(text, text.lower(), "name", name, href)
 
@@ -140,7 +141,8 @@ def rank_cells(row: Row, rows: Sequence[Row]) -> list[dict[str, Any]]:
         rank = row.get(f"rank_scr_{tau}")
         css = f"num tau tau-{tau.replace('.', '')}"
         if rank is None:
-            cells.append(cell("", css=css, title="no interval, no rank"))
+            cells.append(cell("", css=css, title="not ranked: incomplete" if row.get("incomplete")
+                              else "no interval, no rank"))
             continue
         group = (row["kind"], row["backbones"], row["n_subjects"], rank)
         shared = sum((r["kind"], r["backbones"], r["n_subjects"], r.get(f"rank_scr_{tau}")) == group for r in rows) > 1
@@ -221,6 +223,7 @@ def model_card(name: str, rows: Sequence[Row], peers: Sequence[Row], results: Pa
         "name": name, "slug": cards[name], "display_name": rows[0].get("display_name") or name,
         "kind": rows[0].get("kind"), "config": config, "raw": raw, "smoke": smoke,
         "submitted": SUBMITTED_LABEL if rows[0].get("generated_by") == "authors" else "",
+        "incomplete": rows[0].get("incomplete") or "",
         "other_fields": {k: v for k, v in raw.items() if k not in shown},
         "provenance": summarize_manifest(records) if records else None, "scoring": scoring,
         "table": results_table(rows, "card", "This model's Table 1 rows, one per subject count"
@@ -259,12 +262,44 @@ def by_count(gallery: Sequence[GalleryPrompt]) -> dict[int, list[GalleryPrompt]]
     return dict(sorted(pages.items()))
 
 
+def incomplete_models(results: Path) -> dict[str, str]:
+    """Model -> "incomplete: 224 of 225 images (N=4: 44 of 45)" for every model results/coverage.csv marks
+    incomplete. Such a model's rows are shown with that note and never ranked."""
+    by_model: dict[str, list[Row]] = {}
+    for row in load(results, "coverage.csv"):
+        by_model.setdefault(str(row["model"]), []).append(row)
+    notes = {}
+    for model, rows in by_model.items():
+        if any(row.get("complete") != "true" for row in rows):
+            done, wanted = sum(int(r["n_images"]) for r in rows), sum(int(r["n_expected"]) for r in rows)
+            short = "; ".join(f"N={r['n_subjects']}: {int(r['n_images'])} of {int(r['n_expected'])}"
+                              for r in rows if r["n_images"] != r["n_expected"])
+            notes[model] = f"incomplete: {done} of {wanted} images ({short})"
+    return notes
+
+
+def remove_stale_builds(out: Path) -> list[Path]:
+    """Delete the staging folders (`.public.new-*`, `.public.old-*`) of builds that were killed.
+
+    Only folders this builder made are removed: empty ones (killed before the marker was written) or ones
+    holding the marker. Returns what was removed.
+    """
+    removed = []
+    for prefix in (f".{out.name}.new-", f".{out.name}.old-"):
+        for folder in out.parent.glob(f"{prefix}*"):
+            inner = folder / out.name if (folder / out.name).is_dir() else folder  # .old-* holds the old site
+            if folder.is_dir() and (not any(folder.iterdir()) or (inner / MARKER).is_file()):
+                shutil.rmtree(folder)
+                removed.append(folder)
+    return removed
+
+
 def swap_in(staging: Path, out: Path) -> None:
     """Replace `out` with the finished `staging` folder; refuse to delete a folder this builder did not make."""
     if out.exists():
         if any(out.iterdir()) and not (out / MARKER).is_file():
             raise BenchError(f"{out}: exists and was not made by `collapsebench site`; refusing to replace it")
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+        old = make_temp_folder(out.parent, f".{out.name}.old-")
         out.rename(old / out.name)
         staging.rename(out)
         shutil.rmtree(old)
@@ -282,12 +317,16 @@ def build_site(results: Path, models_dir: Path, out: Path, site_dir: Path, pool:
     missing = {"model", "n_subjects", "source"} - set(table[0])
     if missing:
         raise BenchError(f"{results / 'table1.csv'}: missing columns {sorted(missing)}")
+    incomplete = incomplete_models(results)
     for row in table:
         row.setdefault("kind", "reported" if row["source"] == "reported" else "model")
         row.setdefault("backbones", "paper" if row["source"] == "reported" else "unknown")
+        if row["source"] == "reproduced":
+            row["incomplete"] = incomplete.get(row["model"], "")
     env = environment(site_dir / "templates")
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
+    remove_stale_builds(out)
+    staging = make_temp_folder(out.parent, f".{out.name}.new-")
     try:
         _render(env, results, Path(models_dir), staging, site_dir, table, pool, contributing)
         swap_in(staging, out)
