@@ -54,3 +54,24 @@ def test_dvc_repro_is_idempotent_and_reruns_only_the_changed_model(workdir: Path
     assert ran_stages(third) == {"generate@floor", "score@floor", "report", "site"}
     manifest = (workdir / "results/models/floor/manifest.jsonl").read_text()
     assert '"width": 256' in manifest and '"width": 512' not in manifest
+
+    # Code deps are the stage folders: an edit reruns exactly the stages whose output that code shapes.
+    expected = {
+        "src/collapsebench/benchmark/suite.py": {"generate@collage", "generate@floor", "score@collage",
+                                                  "score@floor", "report", "site"},  # prompt rendering
+        "src/collapsebench/scoring/detection.py": {"score@collage", "score@floor"},  # the scoring half of matched SCR
+        "src/collapsebench/reporting/matched_cells.py": {"report", "site"},  # its report half: no rescoring
+        "src/collapsebench/leaderboard/gallery.py": {"site"},
+    }
+    for relative, stages in expected.items():
+        path = workdir / relative
+        original = path.read_text()
+        path.write_text(original + "\n# an edit\n")
+        assert stale_stages(run(["dvc", "status"], workdir)) == stages, relative
+        path.write_text(original)
+    assert run(["dvc", "status"], workdir).strip().endswith("Data and pipelines are up to date.")
+
+
+def stale_stages(status: str) -> set[str]:
+    """Stage names `dvc status` lists as changed (its lines that end with a colon, unindented)."""
+    return {line[:-1] for line in status.splitlines() if line.endswith(":") and not line[0].isspace()}
