@@ -135,7 +135,7 @@ def run_naive(inputs: list[dict[str, Any]], backbone_dir: Path, device: str) -> 
 
 
 def run_engine(inputs: list[dict[str, Any]], backbone_dir: Path, device: str, cache_dir: Path,
-               batch_size: int) -> list[list[float]]:
+               batch_size: int, params: Path) -> list[list[float]]:
     import torch
 
     from collapsebench.scoring.backbones import BackboneSpec
@@ -146,12 +146,21 @@ def run_engine(inputs: list[dict[str, Any]], backbone_dir: Path, device: str, ca
     )
     from collapsebench.scoring.score import pair_cosines
 
+    config = scoring_config(params)
     engine = EmbeddingEngine(BackboneSpec("dinov2", str(backbone_dir)), EmbeddingCache(cache_dir), batch_size,
-                             torch.device(device))
+                             torch.device(device), config.torch_dtype(torch.device(device)))
     references = {path: file_source(Path(path)) for item in inputs for path in item["references"]}
     cosines, _, _ = pair_cosines(engine, [file_source(Path(item["image"])) for item in inputs],
                                  [item["references"] for item in inputs], references, "bench")
     return [[float(c) for c in row] for row in cosines]
+
+
+def scoring_config(params: Path) -> Any:
+    """The pipeline's ScoringConfig (profile real, so no smoke folder is built: the bench brings its own model)."""
+    from collapsebench.cli import load_params
+    from collapsebench.scoring.config import ScoringConfig
+
+    return ScoringConfig.from_params(load_params(params) if params.is_file() else {}, str(params), profile="real")
 
 
 def child(args: argparse.Namespace) -> None:
@@ -171,7 +180,7 @@ def child(args: argparse.Namespace) -> None:
     if args.child == "naive":
         cosines = run_naive(inputs, args.backbone_dir, args.device)
     else:
-        cosines = run_engine(inputs, args.backbone_dir, args.device, args.cache_dir, args.batch_size)
+        cosines = run_engine(inputs, args.backbone_dir, args.device, args.cache_dir, args.batch_size, args.params)
     if args.device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
@@ -191,7 +200,8 @@ def _cpu_seconds() -> float:
 def measure(method: str, inputs_file: Path, backbone_dir: Path, args: argparse.Namespace,
             cache_dir: Path | None = None) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", method, "--inputs", str(inputs_file),
-               "--backbone-dir", str(backbone_dir), "--device", args.device, "--batch-size", str(args.batch_size)]
+               "--backbone-dir", str(backbone_dir), "--device", args.device, "--batch-size", str(args.batch_size),
+               "--params", str(args.params)]
     if cache_dir is not None:
         command += ["--cache-dir", str(cache_dir)]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -206,7 +216,9 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--images", type=int, help="number of images (default: 225, or 20 with --quick)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--size", default="base", choices=sorted(SIZES), help="DINOv2 size (random weights)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, help="default: scoring.batch_size of params.yaml")
+    parser.add_argument("--params", type=Path, default=REPO / "params.yaml",
+                        help="the pipeline's scoring settings (batch size, dtype), resolved as `score` resolves them")
     parser.add_argument("--data", type=Path, default=REPO / "data", help="subject pool (synthetic when missing)")
     parser.add_argument("--skip-naive", action="store_true", help="engine only (e.g. images/s of large models on GPU)")
     parser.add_argument("--child", choices=["naive", "engine"], help=argparse.SUPPRESS)
@@ -214,6 +226,7 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--backbone-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.batch_size = args.batch_size or scoring_config(args.params).batch_size
     if args.child:
         child(args)
         return 0.0

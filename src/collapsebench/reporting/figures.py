@@ -29,14 +29,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from collapsebench.core.io import atomic_write_bytes, atomic_write_json  # noqa: E402
+from collapsebench.core.metric_table import BY_COLUMN, HEADLINE_TAU  # noqa: E402
 from collapsebench.reporting.tables import Row, is_smoke, load  # noqa: E402
 
 matplotlib.rcParams["svg.hashsalt"] = "collapsebench"  # stable element ids in SVGs
 matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, searchable, selectable SVGs
 WATERMARK = "SMOKE BACKBONES \u2014 random weights, not results"
 SUBJECT_TICKS = (2, 4, 6, 8, 10)
-RADAR_AXES = (("clip_t", "CLIP-T\n(text)"), ("clip_i", "CLIP-I"), ("dino", "DINO"), ("dinov2", "DINOv2"),
-              ("scr_0.4", "1 \u2212 SCR@0.4"))
+# The radar's spokes; a lower-is-better metric is drawn as 1 - value so that outward is always better.
+RADAR = tuple(BY_COLUMN[c] for c in ("clip_t", "clip_i", "dino", "dinov2", f"scr_{HEADLINE_TAU:g}"))
+RADAR_AXES = tuple((m.column, m.label if m.higher_is_better else f"1 \u2212 {m.label}") for m in RADAR)
 
 
 @dataclass(frozen=True)
@@ -140,8 +142,8 @@ def radar_figure(data: FigureData, palette: dict[str, Any]) -> tuple[plt.Figure,
     figure, axis = plt.subplots(figsize=(6.2, 6.2), subplot_kw={"projection": "polar"})
     missing: dict[str, list[str]] = {}
     for row in sorted(rows, key=label):
-        values = [1 - value(row, c) if c.startswith("scr_") else value(row, c) for c, _ in RADAR_AXES]
-        gaps = [name.split("\n")[0] for (_, name), v in zip(RADAR_AXES, values) if math.isnan(v)]
+        values = [value(row, m.column) if m.higher_is_better else 1 - value(row, m.column) for m in RADAR]
+        gaps = [name for (_, name), v in zip(RADAR_AXES, values) if math.isnan(v)]
         if gaps:
             missing[label(row)] = gaps
         closed_angles, closed = np.append(angles, angles[0]), values + values[:1]
@@ -150,10 +152,10 @@ def radar_figure(data: FigureData, palette: dict[str, Any]) -> tuple[plt.Figure,
         # NaN breaks the outline: a missing metric shows as a gap, never as an invented point.
         axis.plot(closed_angles, closed, "--" if reported else "-", marker="o", mfc="white" if reported else None,
                   color=color, label=label(row))
-        for angle, (column, _) in zip(angles, RADAR_AXES):
-            bounds = interval(row, column)
+        for angle, metric in zip(angles, RADAR):
+            bounds = interval(row, metric.column)
             if bounds:
-                low, high = (1 - bounds[1], 1 - bounds[0]) if column.startswith("scr_") else bounds
+                low, high = bounds if metric.higher_is_better else (1 - bounds[1], 1 - bounds[0])
                 axis.plot([angle, angle], [low, high], color=color, linewidth=3, alpha=0.35)
     axis.set_xticks(angles, [name for _, name in RADAR_AXES])
     axis.set_ylim(0, 1)

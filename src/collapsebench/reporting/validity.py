@@ -25,9 +25,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from collapsebench.core.io import atomic_write_text  # noqa: E402
+from collapsebench.core.metric_table import BY_COLUMN, HEADLINE_TAU  # noqa: E402
 from collapsebench.reporting.figures import index_figure, save  # noqa: E402
 
-TAU = 0.4  # the paper's headline threshold
+TAU = HEADLINE_TAU
 GLOBAL, MATCHED = f"scr_{TAU:g}", f"matched_scr_{TAU:g}"
 PANELS = ((GLOBAL, f"whole-image SCR@{TAU:g} (paper)"), (MATCHED, f"matched SCR@{TAU:g} (instance level)"),
           ("clip_i", "CLIP-I (whole image, mean)"))
@@ -120,8 +121,8 @@ def checks(by_model: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def measured_table(by_model: dict[str, list[dict[str, Any]]]) -> str:
-    columns = (("scr_0.4", "SCR@0.4"), ("matched_scr_0.4", "matched SCR@0.4"), ("clip_i", "CLIP-I"),
-               ("count_accuracy", "count acc."), ("clone_rate", "clone rate"))
+    columns = tuple((column, BY_COLUMN[column].label) for column in (GLOBAL, MATCHED, "clip_i", "count_accuracy",
+                                                                     "clone_rate"))
     lines = ["| model | N | " + " | ".join(name for _, name in columns) + " |",
              "|---|---|" + "---|" * len(columns)]
     for model, rows in by_model.items():
