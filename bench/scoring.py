@@ -68,14 +68,15 @@ def build_backbone(folder: Path, size: str) -> Path:
 
 def make_inputs(folder: Path, n_images: int | None, data_dir: Path) -> list[dict[str, Any]]:
     """Draw the collage images of the benchmark's jobs; returns [{image, references}] in job order."""
+    from collapsebench.benchmark.casting import cast_suite
     from collapsebench.benchmark.pool import load_pool, load_reference
-    from collapsebench.benchmark.suite import load_prompts, make_jobs
+    from collapsebench.benchmark.suite import make_jobs
     from collapsebench.models import get_adapter
 
     if not (data_dir / "subjects.yaml").is_file():
         data_dir = synthetic_pool(folder / "data")
     pool = load_pool(data_dir)
-    jobs = make_jobs(load_prompts(REPO / "benchmark" / "prompts.yaml", pool), [0, 1, 2])
+    jobs = make_jobs(cast_suite(REPO / "benchmark" / "prompts.yaml", pool).prompts, [0, 1, 2])
     if n_images is not None and n_images < len(jobs):  # evenly spaced: every subject count stays represented
         jobs = [jobs[round(i * (len(jobs) - 1) / max(n_images - 1, 1))] for i in range(n_images)]
     adapter = get_adapter("collage", {"size": 512})

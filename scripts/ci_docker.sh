@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Make a Docker engine and the CPU test image's inputs available for the
-# real-container tests (tests/test_docker_runner.py), on a CI machine that
+# real-container tests (tests/test_docker_runner.py, tests/test_eval_container.py), on a CI machine that
 # reaches the package registries but no container registry. Idempotent:
 # every step is skipped when its result is already there.
 #
 #   1. install docker.io and debootstrap (apt) when dockerd is missing
 #   2. start dockerd in the background when no engine answers (log: /tmp/collapsebench-dockerd.log)
 #   3. build the Debian base image collapsebench-base:bookworm (scripts/make_base_image.sh)
-#   4. download the CPU image's wheels into docker/cpu/wheels/ (pip download)
+#   4. download the CPU image's wheels into docker/cpu/wheels/ (pip download), again when the
+#      requirements change (docker/cpu/requirements.txt, docker/eval/requirements*.txt)
 #
 # The tests build the CPU image itself through the docker runner. Exit status
 # is 0 even when no engine can run here (the tests then skip with the reason):
@@ -43,13 +44,23 @@ fi
 
 bash scripts/make_base_image.sh collapsebench-base:bookworm || note "base image build failed"
 
+# The marker holds the sha256 of the requirements files the wheels were downloaded for, so a changed pin
+# refills the folder. The download goes to a fresh folder (wheels already here are reused, not fetched
+# again) that then replaces the old one, so no wheel of an old pin is left in the image's build context.
 wheels=docker/cpu/wheels
-if [ ! -f "$wheels/.complete" ]; then
-    note "downloading wheels for the CPU test image"
+requirements=(docker/cpu/requirements.txt docker/eval/requirements.txt docker/eval/requirements-no-deps.txt)
+wanted="$(cat "${requirements[@]}" | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$wheels/.complete" 2>/dev/null)" != "$wanted" ]; then
+    note "downloading wheels for the CPU test image (requirements new or changed)"
     mkdir -p "$wheels"
-    if "$python" -m pip download -q --only-binary=:all: --dest "$wheels" -r docker/cpu/requirements.txt; then
-        touch "$wheels/.complete"
+    fresh="$(mktemp -d)"
+    if "$python" -m pip download -q --only-binary=:all: --find-links "$wheels" --dest "$fresh" \
+        -r docker/cpu/requirements.txt \
+        && "$python" -m pip download -q --only-binary=:all: --no-deps --find-links "$wheels" --dest "$fresh" \
+            -r docker/eval/requirements-no-deps.txt; then
+        rm -rf "$wheels" && mv "$fresh" "$wheels" && chmod 755 "$wheels" && echo "$wanted" >"$wheels/.complete"
     else
+        rm -rf "$fresh"
         note "pip download failed; the CPU test image cannot be built"
     fi
 fi

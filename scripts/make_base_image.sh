@@ -7,8 +7,8 @@
 # It debootstraps a minbase root file system with Python from the Debian mirror
 # this host's apt already uses, then `docker import`s it. Idempotent: an image
 # that already has TAG is kept (delete it to rebuild). Needs root, debootstrap
-# and a running Docker engine. Model images take it through
-# `--build-arg BASE_IMAGE=TAG`; their default base stays the pinned CUDA image.
+# and a running Docker engine. The shared base of every image (docker/base/Dockerfile) takes it through
+# `--build-arg BASE_IMAGE=TAG` (`--base-image TAG` for collapsebench); its default stays the pinned CUDA image.
 set -euo pipefail
 
 tag="${1:-collapsebench-base:bookworm}"

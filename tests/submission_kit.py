@@ -10,12 +10,14 @@ the synthetic test pool.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
 import os
 import shutil
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -25,9 +27,10 @@ import yaml
 from conftest import REPO, make_pool
 from PIL import Image
 
+from collapsebench.benchmark.casting import cast_suite, load_instance
 from collapsebench.benchmark.model_config import load_model_config
 from collapsebench.benchmark.pool import load_pool
-from collapsebench.benchmark.suite import load_prompts, make_jobs
+from collapsebench.benchmark.suite import make_jobs
 from collapsebench.generation.generate import run_generate
 from collapsebench.intake.submission import Benchmark
 
@@ -52,10 +55,20 @@ FLUX2 = {
 SMALL_PROMPTS = 6  # the first prompts only: same checks, 18 files per copy instead of 225 (file creation is slow)
 
 
+@functools.cache
+def pool_folder() -> Path:
+    """The synthetic pool submissions are made on (make_pool is deterministic: same bytes, same pool id)."""
+    return make_pool(Path(tempfile.mkdtemp(prefix="collapsebench-kit-")) / "data")
+
+
 def benchmark(prompts: int | None = None) -> Benchmark:
-    """The real benchmark (75 prompts x 3 seeds), or its first `prompts` prompts."""
-    full = Benchmark.from_params({"suite": {"prompts": str(REPO / "benchmark/prompts.yaml"), "seeds": list(SEEDS)}})
-    return full if prompts is None else Benchmark({i: full.prompts[i] for i in range(1, prompts + 1)}, full.seeds)
+    """The real benchmark (75 prompts x 3 seeds) as cast for the kit's pool, or its first `prompts` prompts."""
+    params = {"suite": {"prompts": str(REPO / "benchmark/prompts.yaml"), "pool": str(pool_folder()),
+                        "seeds": list(SEEDS)}}
+    full = Benchmark.from_instance(load_instance(REPO / "benchmark/prompts.yaml", pool_folder()), params)
+    if prompts is None:
+        return full
+    return Benchmark({i: full.prompts[i] for i in range(1, prompts + 1)}, full.seeds, full.labels)
 
 
 # Fixtures are registered under their `name`; test modules import the functions to make them visible.
@@ -63,11 +76,11 @@ def benchmark(prompts: int | None = None) -> Benchmark:
 def pristine_fixture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(a valid submission folder, the pool it was made from); copy it before changing anything."""
     root = tmp_path_factory.mktemp("pristine")
-    pool_dir = make_pool(root / "data")
+    pool_dir = pool_folder()
     pool = load_pool(pool_dir)
     config = dataclasses.replace(load_model_config(REPO / "models", "clone"), settings={"size": 256})
     folder = root / "submissions" / NAME
-    jobs = make_jobs(load_prompts(REPO / "benchmark/prompts.yaml", pool), list(SEEDS))
+    jobs = make_jobs(cast_suite(REPO / "benchmark/prompts.yaml", pool).prompts, list(SEEDS))
     report = run_generate(config, jobs, pool, folder)
     assert report.made == 75 * len(SEEDS) and not report.failed
     (folder / ".lock").unlink()

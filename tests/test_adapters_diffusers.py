@@ -17,9 +17,10 @@ import torch
 from conftest import REPO, make_pool
 from PIL import Image
 
+from collapsebench.benchmark.casting import cast_suite
 from collapsebench.benchmark.model_config import ModelConfig
 from collapsebench.benchmark.pool import load_pool, load_reference
-from collapsebench.benchmark.suite import load_prompts, make_jobs
+from collapsebench.benchmark.suite import make_jobs
 from collapsebench.core.errors import BenchError
 from collapsebench.core.io import sha256_file
 from collapsebench.core.manifest import Manifest
@@ -145,7 +146,7 @@ def test_adapter_generates_end_to_end_and_records_what_it_sent(tiny_pipeline, sm
 
     monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
     pool = load_pool(small_pool)
-    prompts = load_prompts(REPO / "benchmark/prompts.yaml", pool)
+    prompts = cast_suite(REPO / "benchmark/prompts.yaml", pool).prompts
     jobs = [job for job in make_jobs(prompts, [0]) if job.prompt.id in (1, 61)]  # 2 and 10 subjects
     out = tmp_path / "out"
 

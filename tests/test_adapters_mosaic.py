@@ -19,9 +19,10 @@ import torch
 from conftest import REPO
 from PIL import Image
 
+from collapsebench.benchmark.casting import cast_suite
 from collapsebench.benchmark.model_config import load_model_config
 from collapsebench.benchmark.pool import load_pool
-from collapsebench.benchmark.suite import load_prompts, make_jobs
+from collapsebench.benchmark.suite import make_jobs
 from collapsebench.core.errors import BenchError
 from collapsebench.core.manifest import Manifest
 from collapsebench.generation.generate import run_generate
@@ -91,7 +92,7 @@ def mosaic_config(tmp_path: Path):
 
 def test_mosaic_sends_references_in_prompt_order_with_official_settings(upstream, pool_dir: Path, tmp_path: Path) -> None:
     pool = load_pool(pool_dir)
-    jobs = [job for job in make_jobs(load_prompts(REPO / "benchmark/prompts.yaml", pool), [3]) if job.prompt.id in (1, 61)]
+    jobs = [job for job in make_jobs(cast_suite(REPO / "benchmark/prompts.yaml", pool).prompts, [3]) if job.prompt.id in (1, 61)]
     out = tmp_path / "out"
 
     report = run_generate(mosaic_config(tmp_path), jobs, pool, out)
@@ -145,7 +146,7 @@ def test_an_out_of_memory_job_is_reported_with_its_prompt_and_seed_and_the_other
 
     monkeypatch.setattr(flux, "generate", generate)
     pool = load_pool(pool_dir)
-    jobs = [job for job in make_jobs(load_prompts(REPO / "benchmark/prompts.yaml", pool), [3])
+    jobs = [job for job in make_jobs(cast_suite(REPO / "benchmark/prompts.yaml", pool).prompts, [3])
             if job.prompt.id in (1, 61, 62)]
     report = run_generate(mosaic_config(tmp_path), jobs, pool, tmp_path / "out")
     assert report.made == 1

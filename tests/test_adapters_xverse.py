@@ -20,9 +20,10 @@ import pytest
 from conftest import REPO
 from PIL import Image
 
+from collapsebench.benchmark.casting import cast_suite
 from collapsebench.benchmark.model_config import load_model_config
 from collapsebench.benchmark.pool import load_pool
-from collapsebench.benchmark.suite import load_prompts, make_jobs
+from collapsebench.benchmark.suite import make_jobs
 from collapsebench.core.manifest import Manifest
 from collapsebench.generation.generate import run_generate
 from collapsebench.models.xverse import fill_placeholders, placeholders
@@ -111,7 +112,7 @@ def xverse_config(tmp_path: Path):
 
 def test_xverse_builds_its_test_sample_from_the_subjects(upstream, pool_dir: Path, tmp_path: Path) -> None:
     pool = {key: replace(subject, phrase=f"a {subject.phrase}") for key, subject in load_pool(pool_dir).items()}
-    jobs = [job for job in make_jobs(load_prompts(REPO / "benchmark/prompts.yaml", pool), [5]) if job.prompt.id in (1, 61)]
+    jobs = [job for job in make_jobs(cast_suite(REPO / "benchmark/prompts.yaml", pool).prompts, [5]) if job.prompt.id in (1, 61)]
     out = tmp_path / "out"
 
     report = run_generate(xverse_config(tmp_path), jobs, pool, out)

@@ -66,7 +66,7 @@ def test_dinov2_embedding_is_the_layernormed_cls_token(smoke_root: Path) -> None
 def test_clip_text_truncation_keeps_the_end_token_and_is_counted(smoke_root: Path) -> None:
     backbone = ImageBackbone(BackboneSpec("clip", str(smoke_root / "clip")), device=torch.device("cpu"))
     text = ClipText(backbone)
-    long_prompt = "a woman with red hair hugging a man in a blue coat " * 6
+    long_prompt = "a woman with red hair hugging a man in a blue coat " * 8  # 98 real CLIP tokens
     short_prompt = "a cat"
     ids = text.tokenizer([long_prompt], truncation=True, max_length=CLIP_MAX_TOKENS)["input_ids"][0]
     assert len(ids) == CLIP_MAX_TOKENS and ids[-1] == text.tokenizer.eos_token_id

@@ -22,7 +22,6 @@ MODELS = ("collage", "clone")
 def scored(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repo-like folder where collage and clone were generated, scored and reported (seeds [0]: 75 images each)."""
     from _pytest.monkeypatch import MonkeyPatch
-
     from conftest import REPO, make_pool
 
     root = tmp_path_factory.mktemp("contracts") / "repo"

@@ -1,9 +1,10 @@
 """The docker runner: its plan (mounts, tags, checks) without an engine, then real containers.
 
 The real-container tests build the CPU test image (docker/cpu/Dockerfile) on
-the Debian base that scripts/make_base_image.sh makes with debootstrap (no
-image registry needed), run calibration models through the runner and check
-outputs, manifest, isolation and crash behaviour. scripts/ci_docker.sh
+the shared base (docker/base/Dockerfile) made from the Debian base that
+scripts/make_base_image.sh makes with debootstrap (no image registry needed),
+run calibration models through the runner and check outputs, manifest,
+isolation and crash behaviour. scripts/ci_docker.sh
 installs and starts the engine where it can; they skip, printing why, only
 where no engine can run at all.
 """
@@ -26,12 +27,14 @@ from conftest import REPO
 
 from collapsebench.benchmark.model_config import load_model_config
 from collapsebench.cli import load_params, main
+from collapsebench.core import containers
 from collapsebench.core.errors import BenchError
 from collapsebench.core.io import sha256_file
 from collapsebench.core.manifest import Manifest
 from collapsebench.generation.runners import docker as runner
 
 BASE_IMAGE = "collapsebench-base:bookworm"
+ON_BASE = ["--base-image", BASE_IMAGE]  # no registry here: the shared base builds on the local Debian image
 
 
 def add_model(root: Path, name: str, adapter: str, **extra) -> None:
@@ -48,7 +51,7 @@ def plan(root: Path, name: str, shard: str | None = None, hub_cache: Path | None
     params = load_params(root / "params.yaml")
     return runner.DockerRun(config=load_model_config(root / "models", name), repo_root=REPO,
                             params_path=root / "params.yaml", params=params, models_dir=root / "models",
-                            results_dir=root / "results", shard=shard, hub_cache=hub_cache)
+                            results_dir=root / "results", shard=shard, hub_cache=hub_cache, base_image=BASE_IMAGE)
 
 
 # ---------------------------------------------------------------- without an engine
@@ -61,31 +64,77 @@ def test_only_the_output_folder_is_writable(workdir: Path) -> None:
     assert [t for t, m in mounts.items() if not m.read_only] == ["/work/results/models/collage-docker/shards/1-of-4"]
     assert mounts["/work/params.yaml"].source == (workdir / "params.yaml").resolve()
     assert mounts["/work/data"].source == (workdir / "data").resolve()
-    assert mounts["/work/benchmark/prompts.yaml"].read_only
+    assert mounts["/work/benchmark"].read_only  # prompts.yaml and the castings beside it
     assert run.container_name == "collapsebench-collage-docker-shard-1-of-4"
     command = runner.generate_command(run)
     assert command[-4:] == ["--runner", "local", "--shard", "1/4"] and "generate" in command
 
 
-def test_image_tag_follows_the_build_context(tmp_path: Path, workdir: Path) -> None:
+def checkout(tmp_path: Path, dockerfile: str) -> Path:
+    """A minimal build context: docker/cpu/Dockerfile with this text, a source file, an ignored results/."""
     root = tmp_path / "checkout"
     (root / "docker" / "cpu").mkdir(parents=True)
     (root / "src" / "collapsebench").mkdir(parents=True)
-    (root / "docker" / "cpu" / "Dockerfile").write_text("FROM scratch\n")
+    (root / "docker" / "cpu" / "Dockerfile").write_text(dockerfile)
     (root / "src" / "collapsebench" / "a.py").write_text("x = 1\n")
     (root / "results").mkdir()
     (root / ".dockerignore").write_text("*\n!docker\n!src/collapsebench\n")
+    return root
+
+
+def test_image_tag_follows_the_build_context(tmp_path: Path, workdir: Path) -> None:
+    root = checkout(tmp_path, "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n")
     add_model(workdir, "collage-docker", "collage")
     run = plan(workdir, "collage-docker")
     run.repo_root = root
-    tag = runner.image_tag(run)
-    assert tag.startswith("collapsebench/cpu:") and runner.image_tag(run) == tag
+    dockerfile = runner.image_source(run).dockerfile
+    tag = containers.image_tag(root, dockerfile, {})
+    assert tag.startswith("collapsebench/cpu:") and containers.image_tag(root, dockerfile, {}) == tag
     (root / "results" / "ignored.png").write_bytes(b"outside the context")
-    assert runner.image_tag(run) == tag
+    assert containers.image_tag(root, dockerfile, {}) == tag
     (root / "src" / "collapsebench" / "a.py").write_text("x = 2\n")
-    assert runner.image_tag(run) != tag
+    assert containers.image_tag(root, dockerfile, {}) != tag
+    # A Dockerfile that does not build on the shared base gets BASE_IMAGE itself.
     run.base_image = "somewhere/else:1"
-    assert runner.build_args(run) == {"BASE_IMAGE": "somewhere/else:1"}
+    assert not containers.uses_shared_base(runner.image_source(run))
+    assert containers.build_args(runner.image_source(run), None) == {"BASE_IMAGE": "somewhere/else:1"}
+
+
+def test_an_image_on_the_shared_base_is_tagged_by_the_base_it_was_built_on(tmp_path: Path, workdir: Path) -> None:
+    root = checkout(tmp_path, "ARG BENCH_BASE=collapsebench/base:local\nFROM ${BENCH_BASE}\n")
+    add_model(workdir, "collage-docker", "collage", docker={"dockerfile": "docker/cpu/Dockerfile",
+                                                             "build_args": {"UPSTREAM_COMMIT": "abc"}})
+    run = plan(workdir, "collage-docker")
+    run.repo_root = root
+    source = runner.image_source(run)
+    assert containers.uses_shared_base(source)
+    # BASE_IMAGE goes to the shared base; the image gets the base's image id (and keeps its own build args).
+    assert containers.base_args(source) == {"BASE_IMAGE": BASE_IMAGE}
+    args = containers.build_args(source, "sha256:" + "a" * 64)
+    assert args == {"UPSTREAM_COMMIT": "abc", "BENCH_BASE": "sha256:" + "a" * 64}
+    rebuilt_base = containers.build_args(source, "sha256:" + "b" * 64)
+    assert containers.image_tag(root, source.dockerfile, args) != containers.image_tag(root, source.dockerfile,
+                                                                                       rebuilt_base)
+    with pytest.raises(BenchError, match="builds on the shared base but docker/base/Dockerfile is not under"):
+        containers.ensure_image(None, source, io.StringIO())
+
+
+SHARED_BLOCK = ("useradd", "python3.11 -m venv", "PIP_DISABLE_PIP_VERSION_CHECK", "PYTHONDONTWRITEBYTECODE",
+                "HF_HUB_OFFLINE", "HF_HUB_CACHE", "SHELL")
+
+
+def test_every_image_builds_on_the_shared_base_and_keeps_only_its_own_pins() -> None:
+    base = (REPO / containers.SHARED_BASE).read_text()
+    assert f"--uid {containers.IMAGE_UID} " in base and "WORKDIR /work" in base
+    assert all(line in base for line in SHARED_BLOCK)
+    images = sorted(path for path in (REPO / "docker").glob("*/Dockerfile") if path.parent.name != "base")
+    assert {path.parent.name for path in images} >= {"cpu", "eval", "diffusers", "mosaic", "xverse"}
+    for path in images:
+        instructions = "\n".join(line for line in path.read_text().splitlines() if not line.startswith("#"))
+        source = containers.ImageSource(repo_root=REPO, origin="test", dockerfile=str(path.relative_to(REPO)))
+        assert containers.uses_shared_base(source) and "FROM ${BENCH_BASE}" in instructions, path
+        assert [line for line in SHARED_BLOCK if line in instructions] == [], path
+        assert instructions.rstrip().splitlines()[-1] == f"USER {containers.IMAGE_UID}", path
 
 
 def test_missing_weights_are_named_with_the_command_that_fetches_them(workdir: Path, tmp_path: Path) -> None:
@@ -107,14 +156,14 @@ def test_missing_weights_are_named_with_the_command_that_fetches_them(workdir: P
 def test_no_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'no-such.sock'}")
     with pytest.raises(BenchError, match="cannot reach a Docker engine"):
-        runner.connect()
+        containers.connect()
 
 
 # ---------------------------------------------------------------- real containers
 
 def engine_problem() -> str | None:
     try:
-        runner.connect().close()
+        containers.connect().close()
     except BenchError as error:
         return str(error)
     return None
@@ -122,16 +171,14 @@ def engine_problem() -> str | None:
 
 @pytest.fixture(scope="session")
 def engine():
-    """A live engine with the Debian base image and the CPU image's wheels; scripts/ci_docker.sh makes them."""
-    ready = (REPO / "docker/cpu/wheels/.complete").is_file()
-    if engine_problem() or not ready or subprocess.run(["docker", "image", "inspect", BASE_IMAGE],
-                                                       capture_output=True).returncode:
-        subprocess.run(["bash", str(REPO / "scripts/ci_docker.sh")], check=False)
+    """A live engine with the Debian base image and the CPU image's wheels. scripts/ci_docker.sh makes them; it
+    is idempotent and quick when all is there, so it always runs: it also refills the wheels of changed pins."""
+    subprocess.run(["bash", str(REPO / "scripts/ci_docker.sh")], check=False)
     problem = engine_problem()
     if problem:
         print(f"\nSKIP container tests: {problem}", file=sys.stderr)
         pytest.skip(f"no Docker engine can run here: {problem}")
-    client = runner.connect()
+    client = containers.connect()
     yield client
     client.close()
 
@@ -144,7 +191,7 @@ def docker_workdir(workdir: Path, engine) -> Path:
 
 
 def cli(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "collapsebench.cli", *args], cwd=cwd, text=True,
+    return subprocess.Popen([sys.executable, "-m", "collapsebench.cli", *args, *ON_BASE], cwd=cwd, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -171,10 +218,11 @@ def assert_complete(folder: Path, expected: int) -> list[dict]:
 
 @pytest.mark.slow
 def test_a_calibration_model_runs_in_its_container(docker_workdir: Path, engine) -> None:
-    assert main(["generate", "collage-docker", "--shard", "0/15"]) == 0
+    assert main(["generate", "collage-docker", "--shard", "0/15", *ON_BASE]) == 0
     out = docker_workdir / "results/models/collage-docker/shards/0-of-15"
     records = assert_complete(out, 5)
-    image_id = engine.images.get(runner.image_tag(plan(docker_workdir, "collage-docker"))).id
+    image_id = containers.ensure_image(engine, runner.image_source(plan(docker_workdir, "collage-docker")),
+                                       io.StringIO()).id
     for record in records:
         assert record["runner"] == "docker" and record["container_digest"] == image_id
         assert record["uid"] != 0 and record["device"].startswith("cpu")
@@ -214,9 +262,9 @@ print("PROBE " + json.dumps(report))
 def test_the_container_has_no_network_no_root_and_read_only_inputs(docker_workdir: Path, engine) -> None:
     run = plan(docker_workdir, "collage-docker")
     run.extra_env = {"OUT": run.container_out}
-    image = runner.ensure_image(engine, run, io.StringIO())
+    image = containers.ensure_image(engine, runner.image_source(run), io.StringIO())
     log = io.StringIO()
-    assert runner.run_container(engine, image, run, ["python3", "-c", PROBE], log) == 0
+    assert containers.run_container(engine, image, runner.container_spec(run, ["python3", "-c", PROBE]), log) == 0
     report = json.loads(log.getvalue().split("PROBE ", 1)[1])
     assert report["interfaces"] == ["lo"]
     assert report["uid"] != 0 and report["cap_eff"] == "0000000000000000" and report["no_new_privs"] == "1"
@@ -228,12 +276,12 @@ def test_the_container_has_no_network_no_root_and_read_only_inputs(docker_workdi
 def test_a_gpu_model_without_a_gpu_is_a_clear_error(docker_workdir: Path, engine) -> None:
     add_model(docker_workdir, "gpu-docker", "collage", gpu_memory_gb=8)
     run = plan(docker_workdir, "gpu-docker")
-    image = runner.ensure_image(engine, run, io.StringIO())
+    image = containers.ensure_image(engine, runner.image_source(run), io.StringIO())
     if "nvidia" in engine.info().get("Runtimes", {}):
         pytest.skip("this engine has a GPU runtime")
     for _ in range(2):  # nothing is left behind that would block the next try
-        with pytest.raises(BenchError, match="needs a GPU but Docker cannot provide one"):
-            runner.run_container(engine, image, run, ["true"], io.StringIO())
+        with pytest.raises(BenchError, match="model gpu-docker needs a GPU but Docker cannot provide one"):
+            containers.run_container(engine, image, runner.container_spec(run, ["true"]), io.StringIO())
     assert engine.containers.list(all=True, filters={"name": "collapsebench-gpu-docker"}) == []
 
 
@@ -248,7 +296,7 @@ def test_killing_the_container_keeps_finished_images_and_the_rerun_resumes(docke
     assert 2 <= done < 10
     assert_complete(out, done)
 
-    assert main(["generate", "floor-docker", "--shard", "0/8"]) == 0
+    assert main(["generate", "floor-docker", "--shard", "0/8", *ON_BASE]) == 0
     records = assert_complete(out, 10)
     # Every line names the image that made it (a rebuild between the runs, if the tree changed, shows here).
     assert all(r["container_digest"].startswith("sha256:") for r in records)
@@ -270,7 +318,7 @@ def test_stopping_the_host_process_stops_the_container_and_a_second_run_is_refus
              timeout=30)
     done = manifest_lines(out)
     assert_complete(out, done)
-    assert main(["generate", "floor-docker", "--shard", "1/8"]) == 0
+    assert main(["generate", "floor-docker", "--shard", "1/8", *ON_BASE]) == 0
     assert_complete(out, 10)
     for stream in (first.stdout, first.stderr, second.stdout, second.stderr):
         stream.close()
@@ -278,6 +326,6 @@ def test_stopping_the_host_process_stops_the_container_and_a_second_run_is_refus
 
 def test_ci_script_and_base_image_script_are_valid_bash() -> None:
     for script in ("scripts/ci_docker.sh", "scripts/make_base_image.sh"):
-        assert subprocess.run(["bash", "-n", str(REPO / script)]).returncode == 0
+        assert subprocess.run(["bash", "-n", str(REPO / script)], check=False).returncode == 0
     assert shutil.which("bash")
     assert os.access(REPO / "scripts/make_base_image.sh", os.X_OK)

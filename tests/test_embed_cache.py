@@ -176,9 +176,10 @@ def test_scoring_through_the_cache_gives_the_same_numbers_and_a_rerun_embeds_not
         smoke_root: Path, pool_dir: Path, tmp_path: Path) -> None:
     from conftest import REPO
 
+    from collapsebench.benchmark.casting import cast_suite
     from collapsebench.benchmark.model_config import load_model_config
     from collapsebench.benchmark.pool import load_pool
-    from collapsebench.benchmark.suite import load_prompts, make_jobs
+    from collapsebench.benchmark.suite import make_jobs
     from collapsebench.core.io import read_csv
     from collapsebench.core.metric_table import SCORE_COLUMNS
     from collapsebench.generation.generate import run_generate
@@ -189,7 +190,7 @@ def test_scoring_through_the_cache_gives_the_same_numbers_and_a_rerun_embeds_not
     from collapsebench.scoring.smoke import smoke_detector_dir
 
     pool = load_pool(pool_dir)
-    jobs = make_jobs(load_prompts(REPO / "benchmark/prompts.yaml", pool), [0, 1])[::10]  # every subject count
+    jobs = make_jobs(cast_suite(REPO / "benchmark/prompts.yaml", pool).prompts, [0, 1])[::10]  # every subject count
     out = tmp_path / "collage"
     run_generate(load_model_config(REPO / "models", "collage"), jobs, pool, out)
     specs = {name: BackboneSpec(name, str(smoke_root / name)) for name in BACKBONE_NAMES}

@@ -10,9 +10,10 @@ import pytest
 from conftest import REPO
 from PIL import Image
 
+from collapsebench.benchmark.casting import cast_suite
 from collapsebench.benchmark.model_config import load_model_config
 from collapsebench.benchmark.pool import load_pool
-from collapsebench.benchmark.suite import load_prompts, make_jobs
+from collapsebench.benchmark.suite import make_jobs
 from collapsebench.core.errors import BenchError
 from collapsebench.core.io import atomic_write_bytes, sha256_file
 from collapsebench.core.manifest import Manifest
@@ -23,7 +24,7 @@ from collapsebench.models.collage import CollageAdapter
 @pytest.fixture
 def setup(pool_dir: Path, tmp_path: Path):
     pool = load_pool(pool_dir)
-    jobs = make_jobs(load_prompts(REPO / "benchmark/prompts.yaml", pool), [0])[:12]
+    jobs = make_jobs(cast_suite(REPO / "benchmark/prompts.yaml", pool).prompts, [0])[:12]
     config = load_model_config(REPO / "models", "collage")
     return config, jobs, pool, tmp_path / "out"
 
@@ -161,8 +162,9 @@ KILL_AFTER_ONE_APPEND = """
 import os, signal, sys
 from pathlib import Path
 from collapsebench.benchmark.model_config import load_model_config
+from collapsebench.benchmark.casting import cast_suite
 from collapsebench.benchmark.pool import load_pool
-from collapsebench.benchmark.suite import load_prompts, make_jobs
+from collapsebench.benchmark.suite import make_jobs
 from collapsebench.core.manifest import Manifest
 from collapsebench.generation.generate import run_generate
 
@@ -175,7 +177,7 @@ def append_then_die(self, record):
 
 Manifest.append = append_then_die
 pool = load_pool(pool_dir)
-jobs = make_jobs(load_prompts(repo / "benchmark/prompts.yaml", pool), [0])[:12]
+jobs = make_jobs(cast_suite(repo / "benchmark/prompts.yaml", pool).prompts, [0])[:12]
 run_generate(load_model_config(repo / "models", "collage"), jobs, pool, out)
 """
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+from collapsebench.benchmark.casting import cast_suite
 from collapsebench.benchmark.pool import load_pool
-from collapsebench.benchmark.suite import load_prompts, make_jobs, select_shard
+from collapsebench.benchmark.suite import make_jobs, select_shard
 from collapsebench.cli import main
 from collapsebench.core.errors import BenchError
 from collapsebench.core.io import atomic_write_text, read_csv, sha256_file
@@ -19,7 +20,7 @@ from collapsebench.generation.shards import merge_shards, shard_dir
 
 
 def test_shards_partition_the_jobs_in_a_fixed_order(pool_dir: Path) -> None:
-    jobs = make_jobs(load_prompts(REPO / "benchmark/prompts.yaml", load_pool(pool_dir)), [0, 1, 2])
+    jobs = make_jobs(cast_suite(REPO / "benchmark/prompts.yaml", load_pool(pool_dir)).prompts, [0, 1, 2])
     assert [(j.prompt.id, j.seed) for j in jobs] == [(p, s) for p in range(1, 76) for s in (0, 1, 2)]
     for count in (1, 4, 7):
         parts = [select_shard(jobs, f"{i}/{count}") for i in range(count)]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO
-from submission_kit import FLUX2, NAME, pristine_fixture, tree_digest  # noqa: F401  (the `pristine` fixture)
+from submission_kit import FLUX2, NAME, pool_folder, pristine_fixture, tree_digest  # noqa: F401  (the `pristine` fixture)
 
 CI = REPO / ".github" / "workflows" / "ci.yml"
 STEP = "Validate changed model and submission folders"
@@ -51,6 +51,7 @@ def repo(tmp_path: Path) -> Path:
         (root / "docker" / dockerfile.parent.name).mkdir(parents=True)
         shutil.copy(dockerfile, root / "docker" / dockerfile.parent.name / "Dockerfile")
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    shutil.copytree(pool_folder(), root / "data")  # the pool submissions are cast from (CI pulls data.dvc)
     (root / "results" / "reported").mkdir(parents=True)
     shutil.copy(REPO / "results/reported/paper_table1.csv", root / "results/reported/paper_table1.csv")
     git(root, "init", "-q", "-b", "main")

@@ -29,9 +29,10 @@ from submission_kit import (
     write_manifest,
 )
 
+from collapsebench.benchmark.casting import cast_suite
 from collapsebench.benchmark.model_config import load_model_config
 from collapsebench.benchmark.pool import load_pool
-from collapsebench.benchmark.suite import load_prompts, make_jobs
+from collapsebench.benchmark.suite import make_jobs
 from collapsebench.cli import main
 from collapsebench.core.errors import BenchError
 from collapsebench.core.manifest import Manifest
@@ -40,6 +41,9 @@ from collapsebench.intake import submission as submission_module
 from collapsebench.intake.pngcheck import MAX_BYTES
 from collapsebench.intake.submission import check_submission, import_submission
 from collapsebench.intake.validate import all_folders, check_model_folder
+
+
+PROMPT1 = benchmark().prompts[1].subjects  # as cast for the kit's pool
 
 
 def model_repo(tmp_path: Path, document: dict | str, name: str = "acme-flux", dockerfile: bool = True) -> Path:
@@ -179,9 +183,9 @@ BAD: list[tuple[str, Callable[[Path], None], str]] = [
      "prompt_id: unknown prompt id 76"),
     ("extra-seed", lambda f: append_line(f, seed=3),
      "seed: 3 is not a benchmark seed [0, 1, 2]"),
-    ("unknown-subject", lambda f: edit_line(f, "p01_s0", subjects=["S007", "S999"]), "unknown subject IDs ['S999']"),
-    ("subjects-swapped", lambda f: edit_line(f, "p01_s0", subjects=["S008", "S007"]),
-     "differ from prompt 1's subjects ['S007', 'S008']"),
+    ("unknown-subject", lambda f: edit_line(f, "p01_s0", subjects=[PROMPT1[0], "S999"]), "unknown subject IDs ['S999']"),
+    ("subjects-swapped", lambda f: edit_line(f, "p01_s0", subjects=[PROMPT1[1], PROMPT1[0]]),
+     f"differ from prompt 1's subjects {list(PROMPT1)}"),
     ("key-mismatch", lambda f: edit_line(f, "p01_s0", key="p02_s0"), "key: 'p02_s0' does not match prompt 1"),
     ("not-json", lambda f: (f / "manifest.jsonl").write_text((f / "manifest.jsonl").read_text() + "{oops\n"),
      "line 19: not valid JSON"),
@@ -277,7 +281,7 @@ def test_all_problems_of_a_submission_are_listed_not_just_the_first(pristine: tu
     (folder / "images/p10_s1.png").unlink()
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"suite": {"prompts": str(REPO / "benchmark/prompts.yaml"),
-                                                "seeds": list(SEEDS)}}))
+                                                "pool": str(pristine[1]), "seeds": list(SEEDS)}}))
     assert main(["--params", str(params), "validate", str(folder)]) == 1
     out = capsys.readouterr().out
     for fragment in ("p01_s0.png: sha256:", "line 9: image: '../../etc/passwd' has a '..' component", "scores.csv:",
@@ -302,7 +306,7 @@ def test_a_valid_submission_passes_and_imports_as_submitted_results(pristine: tu
     assert (repo_with_results / "models" / NAME / "model.yaml").read_bytes() == (folder / "model.yaml").read_bytes()
     assert not [p for p in (repo_with_results / "results" / "models").iterdir() if p.name.startswith(".")]
     # The prompt scored by CLIP-T is the benchmark's natural prompt, whatever the manifest said.
-    prompts = {p.id: p for p in load_prompts(REPO / "benchmark/prompts.yaml", pool)}
+    prompts = {p.id: p for p in cast_suite(REPO / "benchmark/prompts.yaml", pool).prompts}
     assert all(r["prompt"] == prompts[r["prompt_id"]].natural(pool) for r in records)
     # `generate` sees every job as done (it never loads the unknown adapter), so dvc repro leaves them alone.
     config = load_model_config(repo_with_results / "models", NAME)

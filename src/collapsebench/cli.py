@@ -35,12 +35,10 @@ def _quiet_libraries() -> None:
 
 
 def _suite(params: dict[str, Any]):
-    from collapsebench.benchmark.pool import load_pool
-    from collapsebench.benchmark.suite import load_prompts
+    """The benchmark as params.yaml's pool sees it: cast prompts, pool, casting."""
+    from collapsebench.benchmark.casting import load_instance
 
-    pool = load_pool(Path(params["suite"]["pool"]))
-    prompts = load_prompts(Path(params["suite"]["prompts"]), pool)
-    return pool, prompts
+    return load_instance(Path(params["suite"]["prompts"]), Path(params["suite"]["pool"]))
 
 
 def cmd_generate(args: argparse.Namespace, params: dict[str, Any]) -> int:
@@ -48,9 +46,9 @@ def cmd_generate(args: argparse.Namespace, params: dict[str, Any]) -> int:
     from collapsebench.benchmark.suite import make_jobs, select_shard
     from collapsebench.generation.shards import shard_dir
 
-    pool, prompts = _suite(params)
+    instance = _suite(params)
     config = load_model_config(args.models_dir, args.model)
-    jobs = select_shard(make_jobs(prompts, list(params["suite"]["seeds"])), args.shard)
+    jobs = select_shard(make_jobs(instance.prompts, list(params["suite"]["seeds"])), args.shard)
     if (args.runner or config.runner) == "docker":
         from collapsebench.generation.runners.docker import (
             DockerRun,
@@ -65,7 +63,8 @@ def cmd_generate(args: argparse.Namespace, params: dict[str, Any]) -> int:
         return run_in_docker(run)
     from collapsebench.generation.runners.local import run_local
 
-    return run_local(config, jobs, pool, shard_dir(args.results / "models" / args.model, args.shard))
+    return run_local(config, jobs, instance.pool, shard_dir(args.results / "models" / args.model, args.shard),
+                     instance.labels)
 
 
 def cmd_merge(args: argparse.Namespace, params: dict[str, Any] | None) -> int:
@@ -78,6 +77,15 @@ def cmd_merge(args: argparse.Namespace, params: dict[str, Any] | None) -> int:
 
 
 def cmd_score(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from collapsebench.core.containers import choose_runner
+
+    if choose_runner(args.runner, params, "scoring", args.params) == "docker":
+        from collapsebench.scoring.container import score_in_docker
+
+        if args.detector:
+            raise BenchError("score --detector is not passed into the scoring container yet; use --runner local")
+        return score_in_docker(args, params)
+
     from collapsebench.benchmark.pool import load_pool
     from collapsebench.generation.shards import shard_dir
     from collapsebench.scoring.config import ScoringConfig
@@ -85,7 +93,8 @@ def cmd_score(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
     _quiet_libraries()
     pool = load_pool(Path(params["suite"]["pool"]))
-    config = ScoringConfig.from_params(params, str(args.params), overrides=_overrides(args.backbone))
+    config = ScoringConfig.from_params(params, str(args.params), overrides=_overrides(args.backbone),
+                                       detector=args.detector)
     summary = run_score(args.model, shard_dir(args.results / "models" / args.model, args.shard), pool, config)
     print(f"score {args.model}: {summary.n_images} images, {summary.n_rows} (image, subject) rows, "
           f"{summary.truncated_prompts} prompts truncated to 77 CLIP tokens")
@@ -93,6 +102,13 @@ def cmd_score(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
 
 def cmd_report(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from collapsebench.core.containers import choose_runner
+
+    if choose_runner(args.runner, params, "report", args.params) == "docker":
+        from collapsebench.reporting.container import report_in_docker
+
+        return report_in_docker(args, params)
+
     from collapsebench.benchmark.model_config import load_model_config
     from collapsebench.benchmark.suite import load_prompts
     from collapsebench.reporting.report import run_report
@@ -117,7 +133,13 @@ def cmd_site(args: argparse.Namespace, params: dict[str, Any]) -> int:
     pool = load_pool(pool_dir) if (pool_dir / "subjects.yaml").is_file() else None
     if pool is None:
         print(f"site: {pool_dir / 'subjects.yaml'} not found; the gallery shows no reference images", file=sys.stderr)
-    index = build_site(args.results, args.models_dir, args.out, args.site_dir, pool=pool,
+    pool_info = None
+    if pool is not None:
+        from collapsebench.benchmark.casting import pool_id
+        from collapsebench.benchmark.pool import pool_label
+
+        pool_info = {"id": pool_id(pool), **pool_label(pool_dir)}
+    index = build_site(args.results, args.models_dir, args.out, args.site_dir, pool=pool, pool_info=pool_info,
                        contributing=args.contributing)
     print(f"site: {index}")
     return 0
@@ -151,9 +173,56 @@ def cmd_pool_import(args: argparse.Namespace, params: dict[str, Any]) -> int:
     return 0
 
 
+def cmd_pool_fetch(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from collapsebench.benchmark.pool_fetch import fetch_pool
+
+    data = args.data or Path(f"data-{args.name}")
+    report = fetch_pool(args.pools / f"{args.name}.yaml", data, args.cache,
+                        progress=lambda message: print(message, file=sys.stderr))
+    print(f"pool fetch {args.name}: {report.subjects} subjects -> {report.data_dir} ({report.downloaded} files "
+          f"downloaded, {report.cached} from the cache; hashes in {report.lock_path}, commit it)")
+    return 0
+
+
 def cmd_suite_check(args: argparse.Namespace, params: dict[str, Any]) -> int:
-    pool, prompts = _suite(params)
-    print(f"suite: {len(prompts)} prompts valid against {len(pool)} subjects")
+    from collapsebench.benchmark.casting import (
+        casting_path,
+        castings_dir,
+        token_problems,
+        usage_counts,
+    )
+    from collapsebench.core.clip_tokens import count_tokens
+
+    instance = _suite(params)
+    problems = token_problems(instance.prompts, instance.pool)
+    path = casting_path(castings_dir(Path(params["suite"]["prompts"])), instance.casting.pool_id)
+    if not instance.casting.frozen:
+        problems.append(f"{path}: no frozen casting for this pool; run `collapsebench suite cast` and commit it")
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return 2
+    tokens: dict[int, list[int]] = {}
+    for prompt in instance.prompts:
+        tokens.setdefault(prompt.n_subjects, []).append(count_tokens(prompt.natural(instance.pool)))
+    usage = usage_counts(instance.casting.assignment)
+    print(f"suite: {len(instance.prompts)} prompts valid against {len(instance.pool)} subjects "
+          f"({instance.casting.pool_id}, casting {path})")
+    print("CLIP tokens per rendered prompt (of 77): " + ", ".join(
+        f"N={n}: {min(v)}-{max(v)}" for n, v in sorted(tokens.items())))
+    print(f"subject usage: {min(usage.values())}-{max(usage.values())} slots per subject, "
+          f"{len(usage)} of {len(instance.pool)} subjects used")
+    return 0
+
+
+def cmd_suite_cast(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from collapsebench.benchmark.casting import castings_dir, write_casting
+    from collapsebench.benchmark.pool import load_pool
+    from collapsebench.benchmark.suite import load_prompts
+
+    prompts_path, pool_dir = Path(params["suite"]["prompts"]), Path(params["suite"]["pool"])
+    path = write_casting(castings_dir(prompts_path), load_prompts(prompts_path), load_pool(pool_dir), pool_dir)
+    print(f"suite cast: {path} (commit it: results made on this pool refer to it)")
     return 0
 
 
@@ -171,13 +240,26 @@ def cmd_validate(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
 
 def cmd_submission_import(args: argparse.Namespace, params: dict[str, Any]) -> int:
-    from collapsebench.benchmark.pool import load_pool
     from collapsebench.intake.submission import Benchmark, import_submission
 
-    pool = load_pool(Path(params["suite"]["pool"]))
-    target = import_submission(args.path, Benchmark.from_params(params), pool, args.results, args.models_dir)
+    instance = _suite(params)
+    target = import_submission(args.path, Benchmark.from_instance(instance, params), instance.pool, args.results,
+                               args.models_dir)
     print(f"submission import: {target} (runner: submitted); next: collapsebench score {target.name}")
     return 0
+
+
+def cmd_weights(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from collapsebench.core.containers import default_hub_cache
+    from collapsebench.weights_pull import check_weights, describe, needed_weights, pull_weights
+
+    needs = needed_weights(params, args.models_dir, args.models, args.scoring)
+    cache = args.cache or default_hub_cache()
+    if args.weights_command == "pull":
+        pull_weights(needs, cache, args.lock)
+    statuses = check_weights(needs, cache, args.lock)
+    print(describe(statuses, cache))
+    return 1 if any(status.missing for status in statuses) else 0
 
 
 def _overrides(pairs: list[str] | None) -> dict[str, str]:
@@ -214,9 +296,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--shard", help="i/n: score the shard folder written by `generate --shard i/n`")
     p.add_argument("--backbone", action="append", metavar="NAME=PATH", help="load a backbone from a local folder")
+    p.add_argument("--detector", type=Path, metavar="PATH", help="load the matched-SCR detector from a local folder")
+    p.add_argument("--runner", choices=["local", "docker"], help="docker: in the scoring image (default: scoring.runner)")
+    p.add_argument("--image-dockerfile", help="docker: the scoring image's Dockerfile (default: docker/eval/Dockerfile)")
+    p.add_argument("--base-image", help="docker: BASE_IMAGE build argument (e.g. a locally made base)")
+    p.add_argument("--model-cache", type=Path, help="docker: host Hugging Face hub cache to mount (default: HF_HUB_CACHE)")
+    p.add_argument("--gpu", help="docker: 'all' or one GPU id to score on (default: no GPU, the image's CPU)")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("report", help="Table 1, metrics.json, plot data and figures")
+    p.add_argument("--runner", choices=["local", "docker"], help="docker: in the scoring image (default: report.runner)")
+    p.add_argument("--image-dockerfile", help="docker: the scoring image's Dockerfile (default: docker/eval/Dockerfile)")
+    p.add_argument("--base-image", help="docker: BASE_IMAGE build argument (e.g. a locally made base)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("site", help="build the static leaderboard site")
@@ -242,10 +333,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", required=True, choices=["person", "animal"])
     p.add_argument("--license", required=True, help="license of the imported images")
     p.set_defaults(func=cmd_pool_import, no_params=True)
+    p = pool.add_parser("fetch", help="download a pinned public pool (pools/NAME.yaml), verify it, build its folder")
+    p.add_argument("name", help="pool definition pools/NAME.yaml, e.g. xversebench")
+    p.add_argument("--data", type=Path, help="pool folder to build (default: data-NAME); point suite.pool at it")
+    p.add_argument("--cache", type=Path, default=Path(".cache/pools"),
+                   help="download cache, laid out as HOST/PATH of each URL; copy it to fetch without network")
+    p.add_argument("--pools", type=Path, default=Path("pools"), help="folder of pool definitions and lock files")
+    p.set_defaults(func=cmd_pool_fetch, no_params=True)
 
     suite = sub.add_parser("suite", help="the benchmark definition").add_subparsers(dest="suite_command", required=True)
-    p = suite.add_parser("check", help="validate prompts.yaml against the subject pool")
+    p = suite.add_parser("check", help="validate prompts.yaml, the pool's casting and the 77-token rule")
     p.set_defaults(func=cmd_suite_check)
+    p = suite.add_parser("cast", help="freeze the casting of params.yaml's pool in benchmark/castings/")
+    p.set_defaults(func=cmd_suite_cast)
 
     p = sub.add_parser("validate", help="check model folders and results submissions; print every problem")
     p.add_argument("paths", type=Path, nargs="*", help="models/<name> or submissions/<name> folders")
@@ -258,6 +358,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = submission.add_parser("import", help="validate, then copy into results/models/<name>/ (runner: submitted)")
     p.add_argument("path", type=Path)
     p.set_defaults(func=cmd_submission_import)
+
+    weights = sub.add_parser("weights", help="the pinned checkpoints in the Hugging Face cache").add_subparsers(
+        dest="weights_command", required=True)
+    for command, text in (("pull", "download the pinned checkpoints into the cache (needs network; resumes)"),
+                          ("check", "without network, list what the cache lacks for an offline run (exit 1 if any)")):
+        p = weights.add_parser(command, help=text)
+        p.add_argument("models", nargs="*", metavar="MODEL", help="the checkpoints of models/<MODEL>/model.yaml "
+                       "(neither MODEL nor --scoring: params.yaml's models, and scoring if its profile is real)")
+        p.add_argument("--scoring", action="store_true", help="the real scoring profile's backbones and detector")
+        p.add_argument("--cache", type=Path, help="hub cache folder (default: HF_HUB_CACHE, else HF_HOME/hub)")
+        p.add_argument("--lock", type=Path, default=Path("weights.lock.json"),
+                       help="commits pulled for unpinned checkpoints (revision: null)")
+        p.set_defaults(func=cmd_weights)
     return parser
 
 

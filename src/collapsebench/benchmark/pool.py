@@ -75,6 +75,16 @@ def load_pool(data_dir: Path) -> dict[str, Subject]:
     return pool
 
 
+def pool_label(data_dir: Path) -> dict[str, str]:
+    """The pool's `name` and `description` (top-level keys of subjects.yaml; the name defaults to the folder's):
+    what the site says about the pool every row used."""
+    path = Path(data_dir) / "subjects.yaml"
+    document = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    document = document if isinstance(document, dict) else {}
+    return {"name": str(document.get("name") or Path(data_dir).resolve().name),
+            "description": str(document.get("description") or "")}
+
+
 def load_reference(subject: Subject) -> Image.Image:
     try:
         with Image.open(subject.image) as image:
@@ -116,7 +126,7 @@ def import_pool(source_dir: Path, data_dir: Path, kind: str, license: str, size:
         next_number += 1
         try:
             with Image.open(images[0]) as image:
-                reference = _square(image.convert("RGB"), size)
+                reference = square_crop(image.convert("RGB"), size)
         except OSError as error:
             raise BenchError(f"{images[0]}: cannot decode image ({error})") from error
         atomic_write_png(data_dir / "subjects" / f"{subject_id}.png", reference)
@@ -126,11 +136,12 @@ def import_pool(source_dir: Path, data_dir: Path, kind: str, license: str, size:
         })
         new_ids.append(subject_id)
     header = "# Subject pool; IDs are stable forever (prompts refer to them). Edited by `collapsebench pool import`.\n"
-    atomic_write_text(path, header + yaml.safe_dump({"subjects": entries}, sort_keys=False, allow_unicode=True))
+    kept = {key: (document or {})[key] for key in ("name", "description") if (document or {}).get(key)}
+    atomic_write_text(path, header + yaml.safe_dump({**kept, "subjects": entries}, sort_keys=False, allow_unicode=True))
     return new_ids
 
 
-def _square(image: Image.Image, size: int) -> Image.Image:
+def square_crop(image: Image.Image, size: int) -> Image.Image:
     """Center-crop to a square and resize, so every reference has the same framing."""
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2

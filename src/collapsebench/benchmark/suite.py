@@ -1,7 +1,9 @@
-"""The frozen benchmark definition: 75 prompts x seeds, validated on load.
+"""The frozen benchmark definition: 75 prompt templates x seeds, validated on load.
 
 Declarative like an lm-evaluation-harness task: `benchmark/prompts.yaml`
-says what is asked; this module checks it and expands it into jobs.
+says what is asked (templates with slots, and the kind a slot needs where the
+template needs one); benchmark/casting.py fills the slots with subjects of a
+pool; this module checks the templates and expands cast prompts into jobs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from collapsebench.benchmark.pool import Subject
+from collapsebench.benchmark.pool import KINDS, Subject
 from collapsebench.core.errors import BenchError
 from collapsebench.core.io import sha256_file
 from collapsebench.core.manifest import job_key
@@ -24,15 +26,24 @@ SUBJECT_COUNTS = (2, 4, 6, 8, 10)
 SCENES = ("neutral", "occlusion", "interaction")
 PROMPTS_PER_CELL = 5
 SLOT = re.compile(r"\{(\d+)\}")
+SUPPORTED_VERSION = 2
+ANY = "any"  # a slot without a kind constraint
 
 
 @dataclass(frozen=True)
 class Prompt:
+    """One prompt template; `subjects` is empty until a casting fills the slots (benchmark/casting.py)."""
+
     id: int
     n_subjects: int
     scene: str
     template: str
-    subjects: tuple[str, ...]
+    kinds: tuple[str, ...]  # per slot: person | animal | any
+    subjects: tuple[str, ...] = ()
+
+    def skeleton(self) -> str:
+        """The template with its slots emptied: what a prompt says besides its subjects."""
+        return SLOT.sub("", self.template)
 
     def render(self, phrases: list[str]) -> str:
         """Replace slot {i} with the i-th phrase (1-based): the natural prompt."""
@@ -65,8 +76,8 @@ def job_inputs(jobs: list[Job], pool: dict[str, Subject]) -> dict[str, str]:
     }).encode()).hexdigest()[:16] for job in jobs}
 
 
-def load_prompts(path: Path, pool: dict[str, Subject] | None = None, full: bool = True) -> list[Prompt]:
-    """Load and validate prompts.yaml. `full=False` skips the 75-prompt grid check (tiny test suites)."""
+def load_prompts(path: Path, full: bool = True) -> list[Prompt]:
+    """Load and validate the templates of prompts.yaml (uncast). `full=False` skips the 75-prompt grid check."""
     path = Path(path)
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -74,10 +85,14 @@ def load_prompts(path: Path, pool: dict[str, Subject] | None = None, full: bool 
         raise BenchError(f"{path}: prompts file not found") from error
     except yaml.YAMLError as error:
         raise BenchError(f"{path}: not valid YAML ({error})") from error
-    entries = document.get("prompts") if isinstance(document, dict) else None
+    if not isinstance(document, dict) or document.get("version") != SUPPORTED_VERSION:
+        found = document.get("version") if isinstance(document, dict) else None
+        raise BenchError(f"{path}: version {found!r} is not supported; this collapsebench reads version "
+                         f"{SUPPORTED_VERSION} (templates with slot kinds, subjects cast from the pool)")
+    entries = document.get("prompts")
     if not isinstance(entries, list) or not entries:
         raise BenchError(f"{path}: expected a non-empty list under 'prompts'")
-    prompts = [_parse_prompt(path, index, entry, pool) for index, entry in enumerate(entries)]
+    prompts = [_parse_prompt(path, index, entry) for index, entry in enumerate(entries)]
     ids = [p.id for p in prompts]
     duplicated = sorted(i for i, c in Counter(ids).items() if c > 1)
     if duplicated:
@@ -87,28 +102,25 @@ def load_prompts(path: Path, pool: dict[str, Subject] | None = None, full: bool 
     return prompts
 
 
-def _parse_prompt(path: Path, index: int, entry: object, pool: dict[str, Subject] | None) -> Prompt:
+def _parse_prompt(path: Path, index: int, entry: object) -> Prompt:
     where = f"{path}: prompts[{index}]"
     if not isinstance(entry, dict):
         raise BenchError(f"{where}: expected a mapping")
-    missing = [key for key in ("id", "n_subjects", "scene", "template", "subjects") if key not in entry]
+    missing = [key for key in ("id", "n_subjects", "scene", "template") if key not in entry]
     if missing:
         raise BenchError(f"{where}: missing {', '.join(missing)}")
     if not isinstance(entry["id"], int):
         raise BenchError(f"{where}: id must be an integer")
     where = f"{path}: prompt {entry['id']}"
-    n, scene, template, subjects = entry["n_subjects"], entry["scene"], entry["template"], entry["subjects"]
+    n, scene, template = entry["n_subjects"], entry["scene"], entry["template"]
     if n not in SUBJECT_COUNTS:
         raise BenchError(f"{where}: n_subjects must be one of {SUBJECT_COUNTS}, got {n!r}")
     if scene not in SCENES:
         raise BenchError(f"{where}: scene must be one of {SCENES}, got {scene!r}")
-    if not isinstance(template, str) or not isinstance(subjects, list):
-        raise BenchError(f"{where}: template must be a string and subjects a list")
-    if len(subjects) != n:
-        raise BenchError(f"{where}: n_subjects is {n} but {len(subjects)} subjects are listed")
-    repeated = sorted(s for s, c in Counter(subjects).items() if c > 1)
-    if repeated:
-        raise BenchError(f"{where}: subject IDs must be distinct, repeated: {repeated}")
+    if not isinstance(template, str):
+        raise BenchError(f"{where}: template must be a string")
+    if "subjects" in entry:
+        raise BenchError(f"{where}: version 2 prompts name no subjects (the casting assigns them); remove 'subjects'")
     slots = Counter(int(s) for s in SLOT.findall(template))
     expected = set(range(1, n + 1))
     if set(slots) != expected or any(c != 1 for c in slots.values()):
@@ -121,11 +133,12 @@ def _parse_prompt(path: Path, index: int, entry: object, pool: dict[str, Subject
         )
     if "{" in SLOT.sub("", template) or "}" in SLOT.sub("", template):
         raise BenchError(f"{where}: stray brace in template")
-    if pool is not None:
-        unknown = [s for s in subjects if s not in pool]
-        if unknown:
-            raise BenchError(f"{where}: unknown subject IDs {unknown} (not in the subject pool)")
-    return Prompt(id=entry["id"], n_subjects=n, scene=scene, template=template, subjects=tuple(map(str, subjects)))
+    kinds = entry.get("kinds") or {}
+    if not isinstance(kinds, dict) or any(slot not in expected for slot in kinds) \
+            or any(kind not in KINDS for kind in kinds.values()):
+        raise BenchError(f"{where}: kinds must map slots 1..{n} to one of {KINDS}, got {kinds!r}")
+    return Prompt(id=entry["id"], n_subjects=n, scene=scene, template=template,
+                  kinds=tuple(str(kinds.get(slot, ANY)) for slot in range(1, n + 1)))
 
 
 def _check_grid(path: Path, prompts: list[Prompt]) -> None:

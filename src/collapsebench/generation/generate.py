@@ -14,7 +14,7 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -62,8 +62,11 @@ def model_lock(out_dir: Path) -> Iterator[None]:
 
 
 def run_generate(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject], out_dir: Path,
-                 runner: str = "local") -> GenerateReport:
-    """Make every job's image that is not already done; report what was made, skipped and failed."""
+                 runner: str = "local", labels: Mapping[str, str] | None = None) -> GenerateReport:
+    """Make every job's image that is not already done; report what was made, skipped and failed.
+
+    `labels` (pool id, casting digest) go into every new manifest line: results say which instance they are of.
+    """
     print_ = config.fingerprint()
     manifest = Manifest(out_dir)
     with model_lock(out_dir):
@@ -76,7 +79,7 @@ def run_generate(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject],
         if pending:
             adapter = get_adapter(config.adapter, config.adapter_settings())
             adapter.load()
-            context = run_context(runner)
+            context = {**run_context(runner), **(labels or {})}
             for job in tqdm(pending, desc=f"generate {config.name}", unit="img"):
                 try:
                     record = _make_one(adapter, config, job, pool, out_dir, context,

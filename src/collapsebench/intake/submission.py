@@ -24,11 +24,13 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from collapsebench.benchmark.casting import SuiteInstance
 from collapsebench.benchmark.model_config import (
     NAME,
     ModelConfig,
@@ -36,7 +38,7 @@ from collapsebench.benchmark.model_config import (
     read_model_file,
 )
 from collapsebench.benchmark.pool import Subject
-from collapsebench.benchmark.suite import Job, Prompt, job_inputs, load_prompts
+from collapsebench.benchmark.suite import Job, Prompt, job_inputs
 from collapsebench.core.errors import BenchError
 from collapsebench.core.io import atomic_write_json, make_temp_folder, sha256_bytes
 from collapsebench.core.manifest import (
@@ -74,11 +76,13 @@ class Benchmark:
     prompts: dict[int, Prompt]
     seeds: tuple[int, ...]
 
+    labels: Mapping[str, str] = field(default_factory=dict)  # pool id and casting of the instance
+
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> Benchmark:
-        # No subject pool needed: the prompts name every subject a line may carry.
-        prompts = load_prompts(Path(params["suite"]["prompts"]))
-        return cls({p.id: p for p in prompts}, tuple(int(s) for s in params["suite"]["seeds"]))
+    def from_instance(cls, instance: SuiteInstance, params: dict[str, Any]) -> Benchmark:
+        """The prompts as cast for params.yaml's pool: a line's subjects must be exactly those."""
+        return cls({p.id: p for p in instance.prompts}, tuple(int(s) for s in params["suite"]["seeds"]),
+                   instance.labels)
 
     @property
     def subject_ids(self) -> frozenset[str]:
@@ -375,7 +379,7 @@ def import_submission(folder: Path, benchmark: Benchmark, pool: dict[str, Subjec
             if sha256_bytes(data) != line.sha256:
                 raise BenchError(f"{shown(folder / line.image)}: changed while importing; run the import again")
             (staging / image_name(line.key)).write_bytes(data)
-            lines.append(_imported_record(line, config, pool, found.sizes[line.image]))
+            lines.append(_imported_record(line, config, pool, found.sizes[line.image], benchmark.labels))
         Manifest(staging).write(lines)
         atomic_write_json(staging / PROVENANCE, {
             "source": "submitted", "label": SUBMITTED_LABEL, "submission": name, "n_images": len(lines),
@@ -395,8 +399,8 @@ def import_submission(folder: Path, benchmark: Benchmark, pool: dict[str, Subjec
     return target
 
 
-def _imported_record(line: Line, config: ModelConfig, pool: dict[str, Subject],
-                     size: tuple[int, int]) -> dict[str, Any]:
+def _imported_record(line: Line, config: ModelConfig, pool: dict[str, Subject], size: tuple[int, int],
+                     labels: Mapping[str, str]) -> dict[str, Any]:
     """A manifest line in generate's format, so `generate` sees the job as done and `score` reads it as usual.
 
     The prompt text scored by CLIP-T is ours, never the submitted one; the
@@ -410,5 +414,5 @@ def _imported_record(line: Line, config: ModelConfig, pool: dict[str, Subject],
         "image": image_name(line.key), "sha256": line.sha256, "width": size[0], "height": size[1],
         "params": config.settings, "model": config.name, "adapter": config.adapter,
         "fingerprint": config.fingerprint(), "inputs": job_inputs([Job(prompt, line.seed)], pool)[line.key],
-        "runner": "submitted", "source": "submitted",
+        "runner": "submitted", "source": "submitted", **labels,
     }

@@ -112,7 +112,11 @@ def run_validate(folders: Iterable[Path], params: dict[str, Any]) -> int:
             continue
         checked += 1
         if is_submission(folder):
-            benchmark = benchmark or Benchmark.from_params(params)
+            if benchmark is None:
+                from collapsebench.benchmark.casting import load_instance
+
+                instance = load_instance(Path(params["suite"]["prompts"]), Path(params["suite"]["pool"]))
+                benchmark = Benchmark.from_instance(instance, params)
             kind, problems = "results submission", check_submission(folder, benchmark)
         else:
             kind, problems = "model folder", check_model_folder(folder)

@@ -3,7 +3,9 @@
 Jinja2 with autoescape on, relative links only, no external assets, and every
 file a page shows copied into the output folder, so the site works from
 file:// and under a GitHub Pages sub-path. Smoke-backbone rows never enter a
-leaderboard table: they get their own "pipeline check" sections. The site is
+leaderboard table: they get their own "pipeline check" sections; rows scored
+with custom backbones (not verified to be the pinned checkpoints) are listed
+in a section of their own on the index page and drawn in no figure. The site is
 built in a staging folder and swapped in at the end, so a failed build leaves
 the previous site intact and no stale file survives a rebuild.
 """
@@ -36,7 +38,7 @@ from collapsebench.leaderboard.gallery import (
     copy_references,
 )
 from collapsebench.leaderboard.provenance import NOT_RECORDED, summarize_manifest
-from collapsebench.reporting.tables import Row, is_smoke, load
+from collapsebench.reporting.tables import Row, is_custom, is_result, is_smoke, load
 
 TAUS = tuple(f"{t:g}" for t in THRESHOLDS)
 MARKER = ".collapsebench-site"  # marks a folder this builder made, so only such a folder is ever replaced
@@ -144,8 +146,9 @@ def rank_cells(row: Row, rows: Sequence[Row]) -> list[dict[str, Any]]:
             cells.append(cell("", css=css, title="not ranked: incomplete" if row.get("incomplete")
                               else "no interval, no rank"))
             continue
-        group = (row["kind"], row["backbones"], row["n_subjects"], rank)
-        shared = sum((r["kind"], r["backbones"], r["n_subjects"], r.get(f"rank_scr_{tau}")) == group for r in rows) > 1
+        group = (row["kind"], row["backbones"], row.get("pool"), row["n_subjects"], rank)
+        shared = sum((r["kind"], r["backbones"], r.get("pool"), r["n_subjects"], r.get(f"rank_scr_{tau}")) == group
+                     for r in rows) > 1
         cells.append(cell(f"{'=' if shared else ''}{int(rank)}", f"{rank:.0f}", css,
                           "tied: 95% intervals overlap" if shared else "alone in its tie group"))
     return cells
@@ -167,6 +170,7 @@ def results_table(rows: Sequence[Row], table_id: str, caption: str, root: str, c
     headers += [{"label": "scene", "css": "", "title": "scene type"}] if scene else []
     headers += [{"label": c.label, "css": "num " + c.css, "title": c.title} for c in columns]
     headers += [{"label": "images", "css": "num", "title": "images in the cell"}]
+    headers += [{"label": "pool", "css": "", "title": "the subject pool the prompts were cast from"}]
     table = Table(table_id, caption, headers)
     order = sorted(rows, key=lambda r: (r["n_subjects"], scene_order(r.get("scene")), r.get("rank_scr_0.4") or 1e9,
                                         str(r.get("display_name") or r["model"])))
@@ -178,6 +182,7 @@ def results_table(rows: Sequence[Row], table_id: str, caption: str, root: str, c
         cells += [metric_cell(row, column) for column in columns]
         images = "" if row.get("n_images") is None else str(row["n_images"])
         cells.append(cell(images, images, "num"))
+        cells.append(cell(row.get("pool_name") or "", row.get("pool_name") or "", "", row.get("pool") or ""))
         table.rows.append(cells)
     return table
 
@@ -188,13 +193,16 @@ def scene_order(scene: str | None) -> tuple[int, str]:
 
 
 def split(rows: Sequence[Row]) -> dict[str, list[Row]]:
-    """Leaderboard sections: paper rows, reproduced models, calibration baselines, and the smoke pipeline check."""
-    sections: dict[str, list[Row]] = {"reported": [], "reproduced": [], "calibration": [], "smoke": []}
+    """Leaderboard sections: paper rows, reproduced models, calibration baselines, the smoke pipeline check, and
+    rows scored with custom (unverified) backbones."""
+    sections: dict[str, list[Row]] = {"reported": [], "reproduced": [], "calibration": [], "smoke": [], "custom": []}
     for row in rows:
         if row.get("source") == "reported":
             sections["reported"].append(row)
         elif is_smoke(row):
             sections["smoke"].append(row)
+        elif is_custom(row):
+            sections["custom"].append(row)
         elif row.get("kind") == "calibration":
             sections["calibration"].append(row)
         else:
@@ -219,6 +227,11 @@ def model_card(name: str, rows: Sequence[Row], peers: Sequence[Row], results: Pa
     raw = dict(config.raw) if config else {}
     shown = ("name", "display_name", "kind", "description", "authors", "license", "adapter", "runner", "settings")
     smoke = any(is_smoke(r) for r in rows)
+    note = "."
+    if smoke:
+        note = " (smoke backbones: pipeline check, not a result)."
+    elif any(is_custom(r) for r in rows):
+        note = " (custom backbones, not verified to be the pinned checkpoints: not on the leaderboard)."
     return {
         "name": name, "slug": cards[name], "display_name": rows[0].get("display_name") or name,
         "kind": rows[0].get("kind"), "config": config, "raw": raw, "smoke": smoke,
@@ -227,7 +240,7 @@ def model_card(name: str, rows: Sequence[Row], peers: Sequence[Row], results: Pa
         "other_fields": {k: v for k, v in raw.items() if k not in shown},
         "provenance": summarize_manifest(records) if records else None, "scoring": scoring,
         "table": results_table(rows, "card", "This model's Table 1 rows, one per subject count"
-                               + (" (smoke backbones: pipeline check, not a result)." if smoke else "."),
+                               + note,
                                "../", cards, model_column=False, peers=peers),
     }
 
@@ -308,7 +321,7 @@ def swap_in(staging: Path, out: Path) -> None:
 
 
 def build_site(results: Path, models_dir: Path, out: Path, site_dir: Path, pool: dict[str, Subject] | None = None,
-               contributing: Path | None = None) -> Path:
+               contributing: Path | None = None, pool_info: dict[str, str] | None = None) -> Path:
     """Build the whole site from results/ (+ model.yaml files, the pool and CONTRIBUTING.md when given)."""
     results, out, site_dir = Path(results), Path(out), Path(site_dir)
     table = load(results, "table1.csv")
@@ -318,7 +331,9 @@ def build_site(results: Path, models_dir: Path, out: Path, site_dir: Path, pool:
     if missing:
         raise BenchError(f"{results / 'table1.csv'}: missing columns {sorted(missing)}")
     incomplete = incomplete_models(results)
+    pool_info = pool_info or {}
     for row in table:
+        row["pool_name"] = pool_info.get("name") if row.get("pool") == pool_info.get("id") else row.get("pool")
         row.setdefault("kind", "reported" if row["source"] == "reported" else "model")
         row.setdefault("backbones", "paper" if row["source"] == "reported" else "unknown")
         if row["source"] == "reproduced":
@@ -328,7 +343,7 @@ def build_site(results: Path, models_dir: Path, out: Path, site_dir: Path, pool:
     remove_stale_builds(out)
     staging = make_temp_folder(out.parent, f".{out.name}.new-")
     try:
-        _render(env, results, Path(models_dir), staging, site_dir, table, pool, contributing)
+        _render(env, results, Path(models_dir), staging, site_dir, table, pool, contributing, pool_info)
         swap_in(staging, out)
     finally:
         if staging.exists():
@@ -337,7 +352,7 @@ def build_site(results: Path, models_dir: Path, out: Path, site_dir: Path, pool:
 
 
 def _render(env: Environment, results: Path, models_dir: Path, out: Path, site_dir: Path, table: list[Row],
-            pool: dict[str, Subject] | None, contributing: Path | None) -> None:
+            pool: dict[str, Subject] | None, contributing: Path | None, pool_info: dict[str, str]) -> None:
     (out / MARKER).write_text("made by collapsebench site; replaced on every build\n", encoding="utf-8")
     if (site_dir / "static").is_dir():
         shutil.copytree(site_dir / "static", out / "static")
@@ -346,7 +361,7 @@ def _render(env: Environment, results: Path, models_dir: Path, out: Path, site_d
     names = list(dict.fromkeys(r["model"] for r in reproduced))
     cards = {name: slug(name) for name in names}
     scenes = load(results, "per_scene.csv")
-    scene_sections = {"real": [r for r in scenes if not is_smoke(r)], "smoke": [r for r in scenes if is_smoke(r)]}
+    scene_sections = {"real": [r for r in scenes if is_result(r)], "smoke": [r for r in scenes if is_smoke(r)]}
     figures = copy_figures(results, out)
     subjects = copy_references(pool, out)
     kinds = {name: next(r for r in reproduced if r["model"] == name) for name in names}
@@ -355,7 +370,7 @@ def _render(env: Environment, results: Path, models_dir: Path, out: Path, site_d
                       if has_files(name) and (results / "models" / name / "manifest.jsonl").is_file()]
     gallery = by_count(build_gallery(results, gallery_models, subjects, out))
     version = _version()
-    common = {"pages": PAGES, "taus": TAUS, "version": version}
+    common = {"pages": PAGES, "taus": TAUS, "version": version, "pool_info": pool_info}
 
     def page(template: str, path: str, **context: Any) -> None:
         depth = path.count("/")
@@ -371,6 +386,8 @@ def _render(env: Environment, results: Path, models_dir: Path, out: Path, site_d
                                      "GPU: they bound what the metrics can say.", "", cards),
         "smoke": results_table(sections["smoke"], "smoke", "Pipeline check: scored with tiny random-weight "
                                "backbones. These numbers mean nothing about identity.", "", cards),
+        "custom": results_table(sections["custom"], "custom", "Scored with checkpoints other than the pinned ones: "
+                                "comparable with each other at most, never with the leaderboard.", "", cards),
     })
     page("figures.html.j2", "figures.html", figures=figures)
     page("scenes.html.j2", "scenes.html",

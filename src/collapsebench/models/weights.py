@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from collapsebench.core.errors import BenchError
-from collapsebench.core.hub import COMMIT
+from collapsebench.core.hub import COMMIT, repo_folder
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def cached(pin: WeightsPin, hub_cache: Path) -> bool:
     """Whether `hub_cache` (a `.../huggingface/hub` folder) holds the pinned snapshot; a cheap host-side check."""
     if pin.is_local:
         return True
-    snapshots = Path(hub_cache) / f"models--{pin.repo.replace('/', '--')}" / "snapshots"
+    snapshots = repo_folder(pin.repo, Path(hub_cache)) / "snapshots"
     if pin.revision:
         return (snapshots / pin.revision).is_dir()
     return snapshots.is_dir() and any(snapshots.iterdir())

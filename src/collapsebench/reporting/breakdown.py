@@ -58,16 +58,16 @@ def per_scene_rows(config: ModelConfig, rows: Sequence[dict[str, str]], backbone
 
 
 def add_tie_ranks(table: list[dict[str, Any]], unranked: Set[str] = frozenset()) -> None:
-    """Set `rank_<metric>` on reproduced rows, ranking within (kind, backbones, subject count).
+    """Set `rank_<metric>` on reproduced rows, ranking within (kind, backbones, pool, subject count).
 
-    Models are only compared with models scored by the same backbones at the
-    same subject count, and calibration rows only with each other. Reported
+    Models are only compared with models scored by the same backbones on the same subject pool (another pool is
+    another benchmark instance) at the same subject count, and calibration rows only with each other. Reported
     rows have no intervals, so they get no rank rather than a made-up one.
     """
-    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for row in table:
         if row.get("source") == "reproduced" and row["model"] not in unranked:
-            groups[(row["kind"], row["backbones"], int(row["n_subjects"]))].append(row)
+            groups[(row["kind"], row["backbones"], row.get("pool", ""), int(row["n_subjects"]))].append(row)
     for rows in groups.values():
         for metric, higher_is_better in RANKED.items():
             rankable = [r for r in rows if all(isinstance(r.get(f"{metric}_{end}"), float)

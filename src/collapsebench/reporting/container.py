@@ -1,7 +1,7 @@
 """`collapsebench report --runner docker`: the same command, `--runner local`, inside the scoring image.
 
 The bootstrap intervals, ranks and figures depend on numpy, scipy and
-matplotlib; run in the scoring image (scoring/container.py), Table 1 comes
+matplotlib; run in the scoring image (docker/eval), Table 1 comes
 from the same pinned versions as the scores it aggregates. The container
 reads params.yaml, models/, the prompts and the subject pool (read-only) and
 writes into results/, the only writable folder; it needs no GPU and no model
@@ -21,9 +21,9 @@ from collapsebench.core.containers import (
     Mount,
     input_mounts,
     run_stage,
+    scoring_image,
     stage_command,
 )
-from collapsebench.scoring.container import eval_image
 
 CONTAINER_NAME = "collapsebench-report"
 
@@ -31,7 +31,7 @@ CONTAINER_NAME = "collapsebench-report"
 def report_in_docker(args: argparse.Namespace, params: dict[str, Any], stream: TextIO = sys.stderr) -> int:
     """Run `report` for the CLI's arguments in the scoring image; the container's exit status."""
     spec = container_spec(args.params, params, args.models_dir, args.results)
-    return run_stage(eval_image(args.image_dockerfile, args.base_image), spec, stream)
+    return run_stage(scoring_image(args.image_dockerfile, args.base_image), spec, stream)
 
 
 def container_spec(params_path: Path, params: dict[str, Any], models_dir: Path, results_dir: Path) -> ContainerSpec:

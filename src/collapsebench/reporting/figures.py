@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from collapsebench.core.io import atomic_write_bytes, atomic_write_json  # noqa: E402
 from collapsebench.core.metric_table import BY_COLUMN, HEADLINE_TAU  # noqa: E402
-from collapsebench.reporting.tables import Row, is_smoke, load  # noqa: E402
+from collapsebench.reporting.tables import Row, is_result, is_smoke, load  # noqa: E402
 
 matplotlib.rcParams["svg.hashsalt"] = "collapsebench"  # stable element ids in SVGs
 matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, searchable, selectable SVGs
@@ -286,10 +286,11 @@ FIGURES: tuple[tuple[str, str, Callable[[FigureData, dict[str, Any]], tuple[plt.
 
 
 def figure_sets(results_dir: Path) -> list[FigureData]:
-    """Split the report's rows into the leaderboard set (paper + real backbones) and the smoke set."""
+    """Split the report's rows into the leaderboard set (paper + real backbones) and the smoke set; rows scored
+    with custom backbones are in neither (the site lists them apart, in a table)."""
     table, sweep, scenes = (load(results_dir, name) for name in ("table1.csv", "plots/scr_sweep.csv", "per_scene.csv"))
-    sets = [FigureData([r for r in table if not is_smoke(r)], [r for r in sweep if not is_smoke(r)],
-                       [r for r in scenes if not is_smoke(r)], smoke=False)]
+    sets = [FigureData([r for r in table if is_result(r)], [r for r in sweep if is_result(r)],
+                       [r for r in scenes if is_result(r)], smoke=False)]
     smoke = FigureData([r for r in table if is_smoke(r)], [r for r in sweep if is_smoke(r)],
                        [r for r in scenes if is_smoke(r)], smoke=True)
     if smoke.table or smoke.sweep or smoke.scenes:

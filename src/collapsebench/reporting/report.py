@@ -47,7 +47,8 @@ from collapsebench.reporting.metrics import bootstrap_intervals, scr
 
 CI_COLUMNS = INTERVAL_COLUMNS
 TABLE1_COLUMNS = (
-    ("model", "display_name", "kind", "n_subjects") + CI_COLUMNS + ("n_images", "n_pairs", "source", "backbones", "generated_by")
+    ("model", "display_name", "kind", "n_subjects") + CI_COLUMNS
+    + ("n_images", "n_pairs", "source", "backbones", "generated_by", "pool")
     + interval_columns(CI_COLUMNS) + RANK_COLUMNS
     + MATCHED_TABLE_COLUMNS  # instance-level columns (beyond the paper), empty when not scored
 )
@@ -76,7 +77,7 @@ def reproduced_rows(config: ModelConfig, rows: list[dict[str, str]], info: dict[
         # Same bootstrap seed for every model of a cell: the resampled prompts are paired.
         table.append({
             "model": config.name, "display_name": config.display_name, "kind": config.kind, "n_subjects": n,
-            "source": "reproduced", "backbones": info.get("profile", "unknown"),
+            "source": "reproduced", "backbones": info.get("profile", "unknown"), "pool": info.get("pool", ""),
             **cell_summary(by_n[n], CI_COLUMNS, n_boot, seed + n),
         })
     return table
@@ -89,6 +90,7 @@ def reported_rows(path: Path) -> list[dict[str, Any]]:
         rows.append({
             "model": row["model"], "display_name": f"{row['model']} (paper)", "kind": "reported",
             "n_subjects": int(row["n_subjects"]), "source": "reported", "backbones": "paper",
+            "pool": "paper (XVerseBench + COSMISC identities)",
             **{key: float(value) for key, value in row.items() if key not in ("model", "n_subjects") and value},
         })
     return rows

@@ -2,7 +2,7 @@
 
 The report writes every number as text; its readers need floats, ints for
 subject counts, None for empty cells (a metric the paper did not report), and
-one shared answer to "was this row scored by smoke backbones?".
+one shared answer to "is this row a result?" (not when scored by smoke or custom backbones).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from collapsebench.core.io import read_csv
 
-TEXT_FIELDS = ("model", "display_name", "kind", "source", "backbones", "scene")
+TEXT_FIELDS = ("model", "display_name", "kind", "source", "backbones", "scene", "pool")
 Row = dict[str, Any]
 
 
@@ -51,3 +51,13 @@ def load(results_dir: Path, name: str) -> list[Row]:
 def is_smoke(row: Row) -> bool:
     """Scored with random-weight smoke backbones: a pipeline check, never a result."""
     return row.get("backbones") == "smoke"
+
+
+def is_custom(row: Row) -> bool:
+    """Scored with checkpoints not verified to be the pinned ones (scoring/checkpoints.py): not comparable."""
+    return row.get("backbones") == "custom"
+
+
+def is_result(row: Row) -> bool:
+    """What leaderboard tables and figures may show: the paper's rows and rows scored with the pinned checkpoints."""
+    return not is_smoke(row) and not is_custom(row)

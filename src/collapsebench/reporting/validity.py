@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from collapsebench.core.io import atomic_write_text  # noqa: E402
 from collapsebench.core.metric_table import BY_COLUMN, HEADLINE_TAU  # noqa: E402
 from collapsebench.reporting.figures import index_figure, save  # noqa: E402
+from collapsebench.reporting.tables import is_result, is_smoke  # noqa: E402
 
 TAU = HEADLINE_TAU
 GLOBAL, MATCHED = f"scr_{TAU:g}", f"matched_scr_{TAU:g}"
@@ -202,10 +203,11 @@ def write_validity_study(results_dir: Path, table: Sequence[dict[str, Any]]) -> 
 
     Rows scored with real backbones are studied when there are any; smoke rows
     only otherwise, so a random-weight number is never mixed into a result.
+    Rows scored with custom backbones are never studied (not comparable).
     """
     results_dir = Path(results_dir)
     reproduced = [row for row in table if row.get("source") == "reproduced"]
-    real = [row for row in reproduced if row.get("backbones") != "smoke"]
-    selected = real or reproduced
+    real = [row for row in reproduced if is_result(row)]
+    selected = real or [row for row in reproduced if is_smoke(row)]
     figure(selected, results_dir / "figures")
     atomic_write_text(results_dir / "validity.md", render(selected))

@@ -13,17 +13,18 @@ Every embedding returned is L2-normalized, so a dot product is the cosine.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from collapsebench.core.clip_tokens import CLIP_MAX_TOKENS
 from collapsebench.core.errors import BenchError
-from collapsebench.core.hub import revision_kwargs
+from collapsebench.core.hub import PULL_SCORING, missing_hint, revision_kwargs
 
 BACKBONE_NAMES = ("dinov2", "dino", "clip")
-CLIP_MAX_TOKENS = 77
 # The paper setup's checkpoints: what `scoring.backbones` in params.yaml falls back to (a test keeps both equal).
 DEFAULT_BACKBONES: dict[str, dict[str, str | None]] = {
     "dinov2": {"id": "facebook/dinov2-base", "revision": "f9e44c814b77203eaa57a6bdbbd535f21ede1415"},
@@ -43,6 +44,19 @@ class BackboneSpec:
     @property
     def label(self) -> str:
         return f"{self.source}@{self.revision}" if self.revision else self.source
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.source).is_dir()
+
+    def load_error(self, what: str, error: Exception) -> BenchError:
+        """Why `what` could not be loaded and the fix: a folder that is no checkpoint, or a hub checkpoint the
+        (offline) cache lacks, named with the commit wanted and the commits the cache holds."""
+        if self.is_local:
+            return BenchError(f"{what}: cannot load the folder {self.source} ({error}); expected a folder written "
+                              "by save_pretrained")
+        return BenchError(f"{what}: cannot load {self.label} ({error}). "
+                          + missing_hint(self.source, self.revision, PULL_SCORING))
 
 
 def pick_device() -> torch.device:
@@ -81,10 +95,7 @@ class ImageBackbone:
             else:  # DINO v1 checkpoints are plain ViTs without the classification pooler
                 self.model = ViTModel.from_pretrained(spec.source, add_pooling_layer=False, **kwargs)
         except OSError as error:
-            raise BenchError(
-                f"backbone {spec.name}: cannot load {spec.label} ({error}). Offline? Put the weights in the "
-                "Hugging Face cache, use --backbone NAME=PATH, or the smoke profile."
-            ) from error
+            raise spec.load_error(f"backbone {spec.name}", error) from error
         self.model.to(self.device, dtype=self.dtype).eval()
 
     @torch.inference_mode()

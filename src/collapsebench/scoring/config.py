@@ -9,7 +9,7 @@ this dataclass see the same thing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,11 @@ from collapsebench.scoring.backbones import (
     DEFAULT_BACKBONES,
     BackboneSpec,
 )
-from collapsebench.scoring.detection import DEFAULT_QUERIES, MatchedSettings
+from collapsebench.scoring.detection import (
+    DEFAULT_DETECTOR,
+    DEFAULT_QUERIES,
+    MatchedSettings,
+)
 
 PROFILES = ("smoke", "real")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -34,7 +38,10 @@ DEFAULT_CACHE_DIR = ".cache/embeddings"
 class ScoringConfig:
     """Everything that decides how images become scores (and, with `cache_dir`, how fast)."""
 
-    profile: str  # smoke (random-weight backbones built in code) | real (pinned checkpoints) | custom (--backbone)
+    # What was asked for: smoke (random-weight backbones built in code) | real (params.yaml's checkpoints) |
+    # custom (--backbone / --detector folders). scoring.json's label is decided after loading (checkpoints.py):
+    # `real` only when every checkpoint is verified to be the pinned one.
+    profile: str
     backbones: Mapping[str, BackboneSpec]
     matched: MatchedSettings | None  # None: matched-SCR columns stay empty
     cache_dir: Path | None  # embedding cache; None embeds without it
@@ -48,9 +55,10 @@ class ScoringConfig:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], where: str = "params.yaml", profile: str | None = None,
-                    overrides: Mapping[str, str] | None = None) -> ScoringConfig:
+                    overrides: Mapping[str, str] | None = None, detector: str | Path | None = None) -> ScoringConfig:
         """Resolve params.yaml `scoring` (missing keys take the defaults below); `profile` overrides the file's,
-        and NAME=PATH `overrides` load those backbones from local folders (the profile is then `custom`)."""
+        NAME=PATH `overrides` load those backbones, and `detector` the matched-SCR detector, from local folders
+        (the profile is then `custom`)."""
         block = params.get("scoring") or {}
         key = f"{where}: scoring"
         profile = profile or block.get("profile", "smoke")
@@ -61,9 +69,13 @@ class ScoringConfig:
         for name, path in (overrides or {}).items():
             if name not in BACKBONE_NAMES:
                 raise BenchError(f"--backbone {name}=...: unknown backbone; known: {', '.join(BACKBONE_NAMES)}")
-            if not Path(path).is_dir():
-                raise BenchError(f"--backbone {name}={path}: not a folder made by save_pretrained")
-            backbones[name] = BackboneSpec(name, str(path))
+            backbones[name] = BackboneSpec(name, _folder(f"--backbone {name}={path}", path))
+        matched = _matched(block, profile, smoke_dir, key)
+        if detector is not None:
+            if matched is None:
+                raise BenchError(f"--detector {detector}: matched SCR is off ({key}.matched.enabled), so no "
+                                 "detector is loaded")
+            matched = replace(matched, detector=BackboneSpec("detector", _folder(f"--detector {detector}", detector)))
         dtype = str(block.get("dtype", "auto"))
         if dtype != "auto" and dtype not in DTYPES:
             raise BenchError(f"{key}.dtype must be auto or one of {tuple(DTYPES)}, got {dtype!r}")
@@ -71,9 +83,15 @@ class ScoringConfig:
         if batch_size < 1:
             raise BenchError(f"{key}.batch_size must be at least 1")
         cache_dir = block.get("cache_dir", DEFAULT_CACHE_DIR)
-        return cls(profile="custom" if overrides else profile, backbones=backbones,
-                   matched=_matched(block, profile, smoke_dir, key), batch_size=batch_size, dtype=dtype,
-                   cache_dir=Path(cache_dir) if cache_dir else None)
+        return cls(profile="custom" if overrides or detector else profile, backbones=backbones, matched=matched,
+                   batch_size=batch_size, dtype=dtype, cache_dir=Path(cache_dir) if cache_dir else None)
+
+
+def _folder(option: str, path: str | Path) -> str:
+    """A checkpoint folder given on the command line, checked before anything loads."""
+    if not Path(path).is_dir():
+        raise BenchError(f"{option}: not a folder made by save_pretrained")
+    return str(path)
 
 
 def _backbones(block: Mapping[str, Any], profile: str, smoke_dir: Path, key: str) -> dict[str, BackboneSpec]:
@@ -103,7 +121,7 @@ def _matched(block: Mapping[str, Any], profile: str, smoke_dir: Path, key: str) 
 
         spec = BackboneSpec("detector", str(smoke_detector_dir(smoke_dir)))
     else:
-        detector = matched.get("detector") or {}
+        detector = matched.get("detector") or DEFAULT_DETECTOR
         if not detector.get("id"):
             raise BenchError(f"{key}.detector.id is missing")
         spec = BackboneSpec("detector", str(detector["id"]), detector.get("revision"))

@@ -50,6 +50,9 @@ from collapsebench.scoring.embed_cache import (
 
 DETECTION_VERSION = "1"  # bump when select_detections changes what is stored
 DEFAULT_QUERIES = {"person": "a photo of a person", "animal": "a photo of an animal"}
+# The paper setup's detector: what `scoring.matched.detector` falls back to (a test keeps both equal).
+DEFAULT_DETECTOR: dict[str, str | None] = {"id": "google/owlv2-base-patch16-ensemble",
+                                           "revision": "cfd3195ba4ea9592eec887ded089f4c08eff231d"}
 _FIELDS = 6  # a stored detection: x0, y0, x1, y1, score, query index
 
 
@@ -126,8 +129,8 @@ class Detector:
             self.processor = AutoProcessor.from_pretrained(spec.source, **self._kwargs)
             config = AutoConfig.from_pretrained(spec.source, **self._kwargs)
         except OSError as error:
-            raise BenchError(f"matched SCR: cannot load detector {spec.label} ({error}). Offline? Put it in the "
-                             "Hugging Face cache, or disable scoring.matched.") from error
+            hint = "Or disable scoring.matched."
+            raise BenchError(f"{spec.load_error('matched SCR detector', error)} {hint}") from error
         if config.model_type not in ("owlv2", "owlvit"):
             raise BenchError(f"matched SCR: detector {spec.label} is a {config.model_type!r}; "
                              "expected OWLv2 or OWL-ViT")

@@ -45,7 +45,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from collapsebench.core.errors import BenchError
-from collapsebench.core.hub import COMMIT, revision_kwargs
+from collapsebench.core.hub import COMMIT, PULL_SCORING, missing_hint, revision_kwargs
 from collapsebench.core.io import atomic_write_bytes, atomic_write_json, sha256_file
 from collapsebench.scoring.backbones import (
     BackboneSpec,
@@ -165,13 +165,18 @@ def pil_source(image: Image.Image, label: str = "") -> ImageSource:
 
 def folder_digest(folder: Path) -> str:
     """Content hash of a local checkpoint folder (config, weights, preprocessing), memoized per process."""
-    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith("."))
+    return files_digest(sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith(".")))
+
+
+def files_digest(files: Sequence[Path]) -> str:
+    """sha256 over the names and contents of `files` (symlinks followed), memoized per process while no file
+    changes size or modification time: checkpoints are large and hashed more than once per run."""
     stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    return _folder_digest(stamp)
+    return _files_digest(stamp)
 
 
 @lru_cache(maxsize=32)
-def _folder_digest(stamp: tuple[tuple[str, int, int], ...]) -> str:
+def _files_digest(stamp: tuple[tuple[str, int, int], ...]) -> str:
     digest = hashlib.sha256()
     for path, _, _ in stamp:
         digest.update(Path(path).name.encode() + b"\0" + sha256_file(Path(path)).encode())
@@ -195,7 +200,8 @@ def weights_identity(source: str, revision: str | None) -> dict[str, str | None]
         commit = resolve_revision(source, revision=revision, local_files_only=constants.HF_HUB_OFFLINE).resolved
     except Exception as error:  # offline without a cached ref, unknown repo, no network...
         raise BenchError(f"{source}@{revision or 'main'}: cannot resolve the commit of this revision ({error}). "
-                         "Pin a full commit hash in params.yaml, or use a local folder.") from error
+                         "Pin a full commit hash in params.yaml, or use a local folder. "
+                         + missing_hint(source, revision, PULL_SCORING)) from error
     return {"id": source, "commit": commit}
 
 
@@ -214,7 +220,7 @@ class EmbeddingEngine:
         try:
             processor = AutoImageProcessor.from_pretrained(spec.source, **revision_kwargs(spec.revision))
         except OSError as error:
-            raise BenchError(f"backbone {spec.name}: cannot load the processor of {spec.label} ({error})") from error
+            raise spec.load_error(f"backbone {spec.name}: processor", error) from error
         self.description = {
             "backbone": spec.name, "weights": weights_identity(spec.source, spec.revision),
             "processor": type(processor).__name__, "preprocessing": processor.to_dict(),

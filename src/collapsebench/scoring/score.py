@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from collapsebench.benchmark.casting import pool_id
 from collapsebench.benchmark.pool import Subject
 from collapsebench.core.errors import BenchError
 from collapsebench.core.io import atomic_write_csv, atomic_write_json
@@ -29,6 +30,7 @@ from collapsebench.scoring.backbones import (
     ClipText,
     pick_device,
 )
+from collapsebench.scoring.checkpoints import scoring_label, weights_record
 from collapsebench.scoring.config import ScoringConfig
 from collapsebench.scoring.detection import (
     Detector,
@@ -72,6 +74,11 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], config: Scori
     unknown = sorted({s for r in records for s in r["subjects"] if s not in pool})
     if unknown:
         raise BenchError(f"{out_dir / 'manifest.jsonl'}: subjects {unknown} are not in the subject pool")
+    identity = pool_id(pool)
+    other = sorted({str(r["pool"]) for r in records if r.get("pool") not in (None, identity)})
+    if other:  # the references would not be the ones the images were made from
+        raise BenchError(f"{out_dir / 'manifest.jsonl'}: images were made with pool {other}, but params.yaml's "
+                         f"pool is {identity}; score with that pool, or run `collapsebench generate` again")
     images = [file_source(out_dir / r["image"]) for r in records]
     subjects = [list(r["subjects"]) for r in records]
     references = {s: file_source(pool[s].image) for s in sorted({s for ids in subjects for s in ids})}
@@ -82,6 +89,7 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], config: Scori
     clip_t = np.zeros(len(records))
     truncated = 0
     resolved: dict[str, str | None] = {}
+    weights: dict[str, dict[str, Any]] = {}  # per checkpoint: what was loaded (id or folder, commit, sha256)
     forwarded: dict[str, int] = {}
     matches: list[ImageMatch] | None = None
     detector: Detector | None = None
@@ -102,7 +110,10 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], config: Scori
             clip_t = np.sum(text_embeddings * generated, axis=1)
             truncated = text.truncated
         forwarded[name] = engine.forwarded
+        weights[name] = weights_record(name, config.backbones[name], engine.description["weights"])
         engine.close()
+    if detector is not None:
+        weights["detector"] = weights_record("detector", detector.settings.detector, detector.description["detector"])
 
     rows: list[dict[str, Any]] = []
     for i, record in enumerate(records):
@@ -116,7 +127,9 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], config: Scori
             })
     atomic_write_csv(out_dir / "scores.csv", SCORE_COLUMNS, rows)
     atomic_write_json(out_dir / "scoring.json", {
-        "profile": config.profile,
+        "profile": scoring_label(config.profile, weights),  # real only when every checkpoint is the pinned one
+        "weights": weights,
+        "pool": identity,  # the references every cosine compares with
         "backbones": {name: spec.label for name, spec in config.backbones.items()},
         "columns": list(SCORE_COLUMNS),  # with n_rows: what `report` checks scores.csv against
         "dtype": config.dtype,

@@ -9,13 +9,17 @@ preprocessing path is the one real runs take.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
+from collapsebench.core.clip_tokens import write_tokenizer_files
 from collapsebench.core.io import atomic_write_text
 
-SMOKE_VERSION = "1"  # bump when the architecture below changes, so stale folders are rebuilt
+SMOKE_VERSION = "2"  # bump when the architecture below changes, so stale folders are rebuilt (2: real CLIP BPE)
+# The size of every smoke transformer (backbones and detector): small enough to build in a second.
+TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 # facebook/dinov2-* preprocessor_config.json: resize shortest edge 256 (bicubic), center crop 224, ImageNet stats.
@@ -50,7 +54,7 @@ def build_smoke_backbones(root: Path, seed: int = 0) -> None:
 
     root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    tiny = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    tiny = TINY
     Dinov2Model(Dinov2Config(patch_size=14, image_size=224, **tiny)).save_pretrained(root / "dinov2")
     BitImageProcessor(**DINOV2_PREPROCESSING).save_pretrained(root / "dinov2")
 
@@ -58,7 +62,9 @@ def build_smoke_backbones(root: Path, seed: int = 0) -> None:
     ViTImageProcessor(size={"height": 224, "width": 224}, resample=3, image_mean=IMAGENET_MEAN,
                       image_std=IMAGENET_STD).save_pretrained(root / "dino")
 
-    vocab = clip_vocab()
+    # The real CLIP BPE tokenizer (core/clip_tokens.py): CLIP-T truncation counts are the real checkpoint's.
+    write_tokenizer_files(root / "clip")
+    vocab = json.loads((root / "clip" / "vocab.json").read_text(encoding="utf-8"))
     clip_config = CLIPConfig(
         text_config={**tiny, "vocab_size": len(vocab), "max_position_embeddings": 77,
                      "bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"],
@@ -69,7 +75,6 @@ def build_smoke_backbones(root: Path, seed: int = 0) -> None:
     CLIPModel(clip_config).save_pretrained(root / "clip")
     CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}, resample=3,
                        image_mean=CLIP_MEAN, image_std=CLIP_STD).save_pretrained(root / "clip")
-    write_clip_tokenizer(root / "clip", vocab)
     atomic_write_text(root / "READY", f"smoke backbones v{SMOKE_VERSION}, random weights, seed {seed}\n")
 
 
@@ -111,7 +116,8 @@ def build_smoke_detector(folder: Path, seed: int = 0) -> None:
     torch.manual_seed(seed)
     vocab = clip_vocab()
     # OWL's class head compares vision features projected to the text width with text embeddings: equal widths.
-    tiny = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    # Its tokenizer stays character-level: detection queries are short, and a 49408-token table would only slow it.
+    tiny = TINY
     config = Owlv2Config(
         text_config={**tiny, "vocab_size": len(vocab), "max_position_embeddings": 32,
                      "bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"],
@@ -146,7 +152,4 @@ def _bytes_to_unicode() -> list[str]:
     return symbols
 
 
-def write_clip_tokenizer(folder: Path, vocab: dict[str, int]) -> None:
-    from transformers import CLIPTokenizer
 
-    CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(folder)

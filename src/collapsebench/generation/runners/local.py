@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from collapsebench.benchmark.model_config import ModelConfig
@@ -11,9 +12,10 @@ from collapsebench.benchmark.suite import Job
 from collapsebench.generation.generate import run_generate
 
 
-def run_local(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject], out_dir: Path) -> int:
+def run_local(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject], out_dir: Path,
+              labels: Mapping[str, str]) -> int:
     """Make the jobs' images in `out_dir`; print a summary and each failed job. Exit status 1 if any failed."""
-    report = run_generate(config, jobs, pool, out_dir, runner="local")
+    report = run_generate(config, jobs, pool, out_dir, runner="local", labels=labels)
     print(f"generate {config.name}: {report.made} made, {report.skipped} already done, {len(report.failed)} failed")
     for failure in report.failed:
         print(f"  FAILED {failure}", file=sys.stderr)
