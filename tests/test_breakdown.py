@@ -76,3 +76,15 @@ def test_rows_without_usable_intervals_get_no_rank() -> None:
              "dinov2_lo": float("nan"), "dinov2_hi": float("nan")}]
     add_tie_ranks(rows)
     assert rows[0]["rank_dinov2"] == 1 and "rank_dinov2" not in rows[1]
+
+
+def test_rows_made_on_different_pools_are_never_ranked_together() -> None:
+    def row(model: str, pool: str, low: float) -> dict:
+        return {"model": model, "kind": "model", "backbones": "real", "pool": pool, "n_subjects": 2,
+                "source": "reproduced", **{f"{m}_{end}": low + (0.01 if end == "hi" else 0.0)
+                                           for m in ("dinov2", "scr_0.4", "scr_0.5", "scr_0.6") for end in ("lo", "hi")}}
+
+    rows = [row("a", "pool-demo", 0.5), row("b", "pool-demo", 0.2), row("c", "pool-paper", 0.9)]
+    add_tie_ranks(rows)
+    ranks = {r["model"]: r["rank_dinov2"] for r in rows}
+    assert ranks == {"a": 1, "b": 2, "c": 1}  # c would beat a on one leaderboard; on its own pool it is alone

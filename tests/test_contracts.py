@@ -140,3 +140,15 @@ def test_a_killed_site_build_leaves_nothing_behind_and_the_site_is_world_readabl
         assert mode & stat.S_IROTH, f"{path} is not world-readable ({oct(mode)})"
         if path.is_dir():
             assert mode & stat.S_IXOTH, f"{path} cannot be entered by others ({oct(mode)})"
+
+
+def test_every_row_says_which_pool_it_was_cast_from(repo: Path) -> None:
+    from collapsebench.benchmark.casting import pool_id
+    from collapsebench.benchmark.pool import load_pool
+
+    identity = pool_id(load_pool(repo / "data"))
+    assert {r["pool"] for r in table1(repo) if r["source"] == "reproduced"} == {identity}
+    assert main(["site"]) == 0
+    index = (repo / "public/index.html").read_text()
+    assert f"<strong>Subject pool:</strong> data (<code>{identity}</code>)" in index
+    assert f'title="{identity}"' in index  # the pool column of every reproduced row
