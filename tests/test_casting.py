@@ -145,3 +145,12 @@ def test_usage_of_the_demo_pool_is_balanced(tmp_path: Path) -> None:
     instance = load_instance(PROMPTS, demo_pool(tmp_path / "demo"))
     usage = Counter(s for p in instance.prompts for s in p.subjects)
     assert len(usage) == 16 and max(usage.values()) - min(usage.values()) <= 2
+
+
+def test_the_readme_token_counts_of_the_demo_pool(tmp_path: Path) -> None:
+    instance = load_instance(PROMPTS, demo_pool(tmp_path / "demo"))
+    by_n: dict[int, list[int]] = {}
+    for prompt in instance.prompts:
+        by_n.setdefault(prompt.n_subjects, []).append(count_tokens(prompt.natural(instance.pool)))
+    assert (min(by_n[2]), max(by_n[2]), min(by_n[10]), max(by_n[10])) == (16, 24, 52, 57)
+    assert "16-24 tokens at N=2 up to 52-57 at N=10" in (REPO / "README.md").read_text().replace("\n  ", " ")
