@@ -50,12 +50,8 @@ def cmd_generate(args: argparse.Namespace, params: dict[str, Any]) -> int:
     config = load_model_config(args.models_dir, args.model)
     jobs = select_shard(make_jobs(instance.prompts, list(params["suite"]["seeds"])), args.shard)
     if (args.runner or config.runner) == "docker":
-        from collapsebench.generation.runners.docker import (
-            DockerRun,
-            build_root,
-            default_hub_cache,
-            run_in_docker,
-        )
+        from collapsebench.core.containers import build_root, default_hub_cache
+        from collapsebench.generation.runners.docker import DockerRun, run_in_docker
 
         run = DockerRun(config=config, repo_root=build_root(), params_path=args.params, params=params,
                         models_dir=args.models_dir, results_dir=args.results, shard=args.shard,
@@ -251,7 +247,12 @@ def cmd_submission_import(args: argparse.Namespace, params: dict[str, Any]) -> i
 
 def cmd_weights(args: argparse.Namespace, params: dict[str, Any]) -> int:
     from collapsebench.core.containers import default_hub_cache
-    from collapsebench.weights_pull import check_weights, describe, needed_weights, pull_weights
+    from collapsebench.weights_pull import (
+        check_weights,
+        describe,
+        needed_weights,
+        pull_weights,
+    )
 
     needs = needed_weights(params, args.models_dir, args.models, args.scoring)
     cache = args.cache or default_hub_cache()

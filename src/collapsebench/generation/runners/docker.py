@@ -31,8 +31,6 @@ from collapsebench.core.containers import (
     ContainerSpec,
     ImageSource,
     Mount,
-    build_root,  # noqa: F401 - cli.py's generate imports it from here
-    default_hub_cache,  # noqa: F401 - likewise
     input_mounts,
     run_stage,
     stage_command,
