@@ -90,6 +90,9 @@ def test_backbone_and_detector_options_are_custom(smoke_root: Path, tmp_path: Pa
     assert detector.profile == "custom" and detector.matched is not None
     assert detector.matched.detector == BackboneSpec("detector", str(smoke_root / "clip"))
     assert scoring_label(ScoringConfig.from_params(smoke).profile, records(config)) == "smoke"
+    with pytest.raises(BenchError, match="--detector .*: matched SCR is off"):
+        ScoringConfig.from_params({"scoring": {**smoke["scoring"], "matched": {"enabled": False}}},
+                                  detector=smoke_root / "clip")
 
 
 def test_files_identical_to_the_pinned_checkpoints_stay_real(smoke_root: Path, tmp_path: Path,

@@ -31,6 +31,7 @@ def ran_stages(output: str) -> set[str]:
 def test_dvc_repro_is_idempotent_and_reruns_only_the_changed_model(workdir: Path) -> None:
     shutil.copy(REPO / "dvc.yaml", workdir / "dvc.yaml")
     shutil.copytree(REPO / "src", workdir / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "docker", workdir / "docker", ignore=shutil.ignore_patterns("wheels"))
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["models"] = ["collage", "floor"]
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

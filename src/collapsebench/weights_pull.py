@@ -9,7 +9,8 @@ and params.yaml `scoring`); a hand-kept list of download commands drifts away fr
 - `pull` asks the hub for each checkpoint's file list at its commit (one request with a short timeout, so an
   unreachable hub is reported in seconds rather than after the hub library's retries), refuses before
   downloading anything when the disk cannot hold what is missing, then lets `snapshot_download` fetch the rest:
-  complete files are skipped, a transfer cut off mid-file is re-requested from where it stopped.
+  complete files are skipped; a transfer cut off mid-file is resumed (from its last 10 MiB chunk) while the
+  process lives, and after a killed pull the cut file starts over (huggingface_hub 2.x drops partial files).
 - `check` reads the cache only: per checkpoint, present at the wanted commit, at another commit, incomplete
   (an interrupted pull), or absent.
 - A pin with `revision: null` names no commit to fetch or to check. `pull` records the commit it resolved in
@@ -27,7 +28,7 @@ import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,12 +76,9 @@ class Status:
         return self.state != "ok"
 
     def line(self) -> str:
-        pin, detail = self.need.pin, [self.detail] if self.detail else []
-        if pin.revision is None and not pin.is_local:
-            detail.append("unpinned" + (": commit recorded in the lock file" if self.commit else
-                                        " and not locked: `weights pull` records the commit it fetches"))
-        text = f"{pin.repo}@{self.commit or 'main'}" + (f": {'; '.join(detail)}" if detail else "")
-        return f"  {self.state:<10} {text}  [{', '.join(self.need.users)}]"
+        pin = self.need.pin
+        text = pin.repo if pin.is_local else f"{pin.repo}@{self.commit or 'main'}"
+        return f"  {self.state:<10} {text}{f': {self.detail}' if self.detail else ''}  [{', '.join(self.need.users)}]"
 
 
 def needed_weights(params: Mapping[str, Any], models_dir: Path, models: Sequence[str],
@@ -141,27 +139,43 @@ def check_weights(needs: Sequence[Needed], hub_cache: Path, lock_path: Path = LO
 
 def _status(need: Needed, hub_cache: Path, wanted: str | None) -> Status:
     pin = need.pin
+    state, commit, detail = _state(pin, hub_cache, wanted)
+    if pin.revision is None and not pin.is_local:
+        note = "commit recorded in the lock file" if wanted else "not locked: `weights pull` records what it fetches"
+        detail = f"{detail}; unpinned, {note}" if detail else f"unpinned, {note}"
+    return Status(need, state, commit, detail)
+
+
+def _state(pin: WeightsPin, hub_cache: Path, wanted: str | None) -> tuple[str, str | None, str]:
+    """(ok | incomplete | missing, the commit concerned, why) for one checkpoint."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
     if pin.is_local:
-        return Status(need, "ok", None, "a local folder")
+        return "ok", None, "a local folder"
+    try:
+        validate_repo_id(pin.repo)
+    except HFValidationError:
+        return "missing", None, "neither an existing folder nor a hub repository id"
     # What a run will load: the pinned commit, or for an unpinned pin whatever the cache's `main` points to.
     loads = pin.revision or cached_ref(pin.repo, hub_cache)
     if loads and wanted and loads != wanted:
-        return Status(need, "missing", wanted, f"the cache's main ref points to {loads}, not to this commit")
+        return "missing", wanted, f"the cache's main ref points to {loads}, not to this commit"
     complete = _complete(pin.repo, loads, hub_cache) if loads else None
     if complete is not None:
-        return Status(need, "ok", loads) if complete else Status(
-            need, "incomplete", loads, "files are missing (an interrupted pull? run it again)")
+        return ("ok", loads, "") if complete else ("incomplete", loads, "files are missing (an interrupted pull?)")
     found = ", ".join(cached_commits(pin.repo, hub_cache))
     if not found:
-        return Status(need, "missing", wanted, "not in the cache")
-    return Status(need, "missing", wanted, f"the cache holds {found} instead" if pin.revision else
-                  f"the cache holds {found} but no main ref, which an unpinned load reads")
+        return "missing", wanted, "not in the cache"
+    return "missing", wanted, (f"the cache holds {found} instead" if pin.revision else
+                               f"the cache holds {found} but no main ref, which an unpinned load reads")
 
 
 def _complete(repo: str, commit: str, hub_cache: Path) -> bool | None:
     """Whether the cache holds every file of `repo`@`commit` (None: no snapshot of that commit at all).
 
-    The hub library keeps each snapshot's file list next to it and checks a snapshot against it offline.
+    The hub library keeps each snapshot's file list next to it and checks a snapshot against it offline; a
+    snapshot without that list (filled by `from_pretrained` or an older huggingface_hub) counts as complete.
     """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import IncompleteSnapshotError, LocalEntryNotFoundError
@@ -212,7 +226,8 @@ def pull_weights(needs: Sequence[Needed], hub_cache: Path, lock_path: Path = LOC
                               etag_timeout=_timeout())
         if fetch.unpinned:
             atomic_write_text(repo_folder(fetch.repo, hub_cache) / "refs" / "main", fetch.commit)
-            lock[fetch.repo] = {"commit": fetch.commit, "pulled": datetime.now(timezone.utc).date().isoformat()}
+        if fetch.unpinned and (lock.get(fetch.repo) or {}).get("commit") != fetch.commit:
+            lock[fetch.repo] = {"commit": fetch.commit, "pulled": datetime.now(UTC).date().isoformat()}
             atomic_write_json(Path(lock_path), {"about": LOCK_ABOUT, "weights": lock})
     return plan
 
@@ -249,6 +264,7 @@ def _hub_errors(repo: str, revision: str, hub_cache: Path, endpoint: str | None)
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
+        HFValidationError,
         LocalEntryNotFoundError,
         OfflineModeIsEnabled,
         RepositoryNotFoundError,
@@ -266,6 +282,8 @@ def _hub_errors(repo: str, revision: str, hub_cache: Path, endpoint: str | None)
     except RevisionNotFoundError as error:
         raise BenchError(f"{where}: the hub has no such revision; fix the pin in models/<name>/model.yaml or "
                          "params.yaml `scoring`") from error
+    except HFValidationError as error:
+        raise BenchError(f"{repo}: neither an existing folder nor a hub repository id ({error})") from error
     except RepositoryNotFoundError as error:
         raise BenchError(f"{repo}: no such repository on the hub, or a private one (log in with `hf auth login` or "
                          "set HF_TOKEN)") from error

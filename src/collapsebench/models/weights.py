@@ -39,7 +39,7 @@ class WeightsPin:
         return Path(self.repo).is_dir()
 
     def download_command(self) -> str:
-        return f"huggingface-cli download {self.repo}" + (f" --revision {self.revision}" if self.revision else "")
+        return f"hf download {self.repo}" + (f" --revision {self.revision}" if self.revision else "")
 
 
 def resolve(pin: WeightsPin, cache_dir: Path | None = None) -> tuple[Path, str]:

@@ -155,5 +155,4 @@ def run_report(results_dir: Path, configs: list[ModelConfig], paper_table: Path,
 
     write_validity_study(results_dir, table)  # after draw_figures, which prunes figures it did not draw
     return Report(table, covered)
-    return table
 
