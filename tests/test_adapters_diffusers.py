@@ -198,7 +198,7 @@ def test_bad_settings_and_missing_weights_are_clear_errors(tmp_path: Path) -> No
         get_adapter("diffusers", {**good, "pipeline": {"class": "Flux2Pipeline", "repo": "a/b", "revision": "main"}})
 
     pin = WeightsPin("black-forest-labs/FLUX.2-dev", REVISION)
-    with pytest.raises(BenchError, match=f"huggingface-cli download black-forest-labs/FLUX.2-dev --revision {REVISION}"):
+    with pytest.raises(BenchError, match=f"hf download black-forest-labs/FLUX.2-dev --revision {REVISION}"):
         resolve(pin, cache_dir=tmp_path)
     assert not cached(pin, tmp_path)
 

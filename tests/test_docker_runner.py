@@ -144,7 +144,7 @@ def test_missing_weights_are_named_with_the_command_that_fetches_them(workdir: P
     cache = tmp_path / "hub"
     (cache / "models--black-forest-labs--FLUX.1-dev" / "snapshots" / ("a" * 40)).mkdir(parents=True)
     run.hub_cache = cache
-    with pytest.raises(BenchError, match="huggingface-cli download ByteDance-FanQie/MOSAIC") as error:
+    with pytest.raises(BenchError, match="hf download ByteDance-FanQie/MOSAIC") as error:
         runner.check_weights(run)
     assert "FLUX.1-dev" not in str(error.value).split("missing")[1].split(".")[0]
     run = plan(workdir, "flux2-klein-4b", hub_cache=cache)
