@@ -40,6 +40,7 @@ from collapsebench.core.io import (
     atomic_write_png,
     atomic_write_text,
     make_temp_folder,
+    replace_folder,
     sha256_file,
 )
 
@@ -289,7 +290,7 @@ def _build(definition: PoolDefinition, files: dict[str, Path], data_dir: Path, s
                   f"pools/{definition.path.name}; do not edit (change the definition and fetch again).\n")
         atomic_write_text(staging / POOL_MARKER,
                           header + yaml.safe_dump({"subjects": rows}, sort_keys=False, allow_unicode=True))
-        _swap_in(staging, data_dir)
+        replace_folder(staging, data_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
@@ -310,11 +311,3 @@ def _reference_bytes(entry: PoolEntry, path: Path) -> bytes:
         raise BenchError(f"{path}: not a zip archive ({error}), but {entry.id} names a member in it") from error
 
 
-def _swap_in(staging: Path, data_dir: Path) -> None:
-    if data_dir.exists():
-        old = make_temp_folder(data_dir.parent, f".{data_dir.name}.old-")
-        data_dir.rename(old / data_dir.name)
-        staging.rename(data_dir)
-        shutil.rmtree(old)
-    else:
-        staging.rename(data_dir)

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -49,6 +50,19 @@ def make_temp_folder(parent: Path, prefix: str) -> Path:
     folder = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
     folder.chmod(published_mode(folder=True))
     return folder
+
+
+def replace_folder(staging: Path, target: Path) -> None:
+    """Put a finished `staging` folder at `target`, replacing what is there with two renames (no moment
+    without a complete folder at `target` but the instant between them). Callers check first that an existing
+    `target` is theirs to replace."""
+    if target.exists():
+        old = make_temp_folder(target.parent, f".{target.name}.old-")
+        target.rename(old / target.name)
+        staging.rename(target)
+        shutil.rmtree(old)
+    else:
+        staging.rename(target)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
