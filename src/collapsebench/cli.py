@@ -44,13 +44,18 @@ def _suite(params: dict[str, Any]):
 def cmd_generate(args: argparse.Namespace, params: dict[str, Any]) -> int:
     from collapsebench.benchmark.model_config import load_model_config
     from collapsebench.benchmark.suite import make_jobs, select_shard
+    from collapsebench.generation.launch import scale_out, scaled_out
     from collapsebench.generation.shards import shard_dir
 
     instance = _suite(params)
     config = load_model_config(args.models_dir, args.model)
-    jobs = select_shard(make_jobs(instance.prompts, list(params["suite"]["seeds"])), args.shard)
+    all_jobs = make_jobs(instance.prompts, list(params["suite"]["seeds"]))
+    if scaled_out(args):
+        return scale_out(args, params, config, all_jobs, instance.pool)
+    jobs = select_shard(all_jobs, args.shard)
     if (args.runner or config.runner) == "docker":
-        from collapsebench.core.containers import build_root, default_hub_cache
+        from collapsebench.core.containers import build_root
+        from collapsebench.core.hub import default_hub_cache
         from collapsebench.generation.runners.docker import DockerRun, run_in_docker
 
         run = DockerRun(config=config, repo_root=build_root(), params_path=args.params, params=params,
@@ -232,7 +237,7 @@ def cmd_validate(args: argparse.Namespace, params: dict[str, Any]) -> int:
         folders += all_folders()
     if not (args.paths or args.changed or args.all):
         raise BenchError("validate: give a folder, --changed BASE or --all")
-    return run_validate(list(dict.fromkeys(folders)), params)  # each folder once, in order
+    return run_validate(list(dict.fromkeys(folders)), params, named=args.paths)  # each folder once, in order
 
 
 def cmd_submission_import(args: argparse.Namespace, params: dict[str, Any]) -> int:
@@ -246,7 +251,7 @@ def cmd_submission_import(args: argparse.Namespace, params: dict[str, Any]) -> i
 
 
 def cmd_weights(args: argparse.Namespace, params: dict[str, Any]) -> int:
-    from collapsebench.core.containers import default_hub_cache
+    from collapsebench.core.hub import default_hub_cache
     from collapsebench.weights_pull import (
         check_weights,
         describe,
@@ -287,6 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-cache", type=Path, help="docker: host Hugging Face hub cache to mount (default: HF_HUB_CACHE)")
     p.add_argument("--base-image", help="docker: BASE_IMAGE build argument (e.g. a locally made base)")
     p.add_argument("--gpu", default="all", help="docker: 'all' or one GPU id (one shard per GPU)")
+    p.add_argument("--gpus", default="none", help="none: one process; all or 0,1,...: one shard per GPU of this host "
+                   "(all: CUDA_VISIBLE_DEVICES, else nvidia-smi's), run at once, then merged")
+    p.add_argument("--launcher", choices=["local", "slurm"], default="local",
+                   help="slurm: one job array task per shard, then merge (settings: params.yaml generate.slurm)")
+    p.add_argument("--shards", type=int, help="slurm: tasks in the array (default: generate.slurm.shards)")
+    p.add_argument("--partition", help="slurm: partition (default: generate.slurm.partition)")
+    p.add_argument("--gpus-per-task", type=int, help="slurm: GPUs per task (default: generate.slurm.gpus_per_task)")
+    p.add_argument("--time", help="slurm: time limit per task, minutes or [D-]HH:MM[:SS] (default: generate.slurm.time)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("merge", help="fold shard folders (manifests, images, scores) into the model folder")

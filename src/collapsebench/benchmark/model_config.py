@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, ValidationError
 
+from collapsebench.core import strict_yaml
 from collapsebench.core.errors import BenchError
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -75,11 +76,13 @@ def read_model_file(path: Path, expected_name: str) -> tuple[dict[str, Any] | No
         size = path.stat().st_size
         if size > MAX_MODEL_FILE_BYTES:
             return None, [("(file)", f"{size} bytes; a model.yaml is at most {MAX_MODEL_FILE_BYTES}")]
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = strict_yaml.load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
         return None, [("(file)", f"cannot read ({error})")]
     except yaml.YAMLError as error:
         return None, [("(file)", f"not valid YAML ({error})")]
+    except (ValueError, OverflowError) as error:  # e.g. the date 2026-13-45, an integer of 5000 digits
+        return None, [("(file)", f"a value cannot be read ({error}); quote it if it is meant as text")]
     except RecursionError:
         return None, [("(file)", "nested too deeply to read")]
     if not isinstance(raw, dict):
@@ -92,6 +95,14 @@ def read_model_file(path: Path, expected_name: str) -> tuple[dict[str, Any] | No
     problems = plain + [p for p in schema_problems(raw) if p[0] not in {where for where, _ in plain}]
     if isinstance(raw.get("name"), str) and raw["name"] != expected_name:
         problems.append(("name", f"must equal the folder name {expected_name!r}, got {raw['name']!r}"))
+    if raw.get("runner") == "local" and raw.get("kind") not in ("calibration", "reported"):
+        problems.append(("runner", "local runs the adapter inside this process, on the host: only calibration "
+                                   "(and reported-only) entries may; a model runs in its container (runner: docker)"))
+    docker = raw.get("docker")
+    if isinstance(docker, dict) and isinstance(docker.get("build_args"), dict):
+        from collapsebench.core.containers import build_arg_problems
+
+        problems += [("docker.build_args", problem) for problem in build_arg_problems(docker["build_args"])]
     return raw, problems
 
 

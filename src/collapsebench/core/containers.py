@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from collapsebench.core.errors import BenchError
+from collapsebench.core.hub import COMMIT
 from collapsebench.core.io import sha256_file
 
 IMAGE_UID = 10001  # the `bench` user of the shared base image (docker/base/Dockerfile)
@@ -142,14 +143,6 @@ def stage_command(*stage: str) -> list[str]:
             "--models-dir", f"{WORKDIR}/models", *stage]
 
 
-def default_hub_cache() -> Path:
-    """Where the host's Hugging Face hub cache is (the same rules the hub library uses)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    home = Path(os.environ.get("HF_HOME", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface"))
-    return home / "hub"
-
-
 # ---------------------------------------------------------------- images
 
 def scoring_image(dockerfile: str | None, base_image: str | None) -> ImageSource:
@@ -185,10 +178,27 @@ def base_args(source: ImageSource) -> dict[str, str]:
     return {"BASE_IMAGE": source.base_image} if source.base_image else {}
 
 
+# What a model.yaml may set in docker.build_args: only the upstream commit, as a full 40-hex commit. The base
+# images are the runner's to choose, and the upstream repository is the one the reviewed Dockerfile names.
+ALLOWED_BUILD_ARGS = ("UPSTREAM_COMMIT",)
+
+
+def build_arg_problems(args: Mapping[str, object]) -> list[str]:
+    """Why these model.yaml build args are refused (empty when they are acceptable)."""
+    problems = [f"build arg {name!r} is not allowed (allowed: {', '.join(ALLOWED_BUILD_ARGS)})"
+                for name in args if name not in ALLOWED_BUILD_ARGS]
+    problems += [f"build arg {name} must be a full 40-hex commit, got {value!r}" for name, value in args.items()
+                 if name in ALLOWED_BUILD_ARGS and not COMMIT.match(str(value))]
+    return problems
+
+
 def build_args(source: ImageSource, shared_base_id: str | None) -> dict[str, str]:
     """The image's build args: its own, plus BENCH_BASE = the shared base's image id when it builds on the
     shared base (BASE_IMAGE went to that base), else BASE_IMAGE itself."""
     args = {str(k): str(v) for k, v in source.build_args.items()}
+    problems = build_arg_problems(args)
+    if problems:
+        raise BenchError(f"{source.origin}: " + "; ".join(problems))
     if shared_base_id is not None:
         return {**args, SHARED_BASE_ARG: shared_base_id}
     return {**args, **base_args(source)}
@@ -262,8 +272,11 @@ def container_user(writable: Sequence[Path]) -> str:
     if os.getuid() != 0:
         return f"{os.getuid()}:{os.getgid()}"
     for folder in writable:
-        for path in [folder, *folder.rglob("*")]:
-            os.chown(path, IMAGE_UID, IMAGE_UID)
+        # Never through a link: a symlink planted in an output folder must not hand a host file to uid 10001.
+        os.chown(folder, IMAGE_UID, IMAGE_UID, follow_symlinks=False)
+        for parent, folders, files in os.walk(folder, followlinks=False):
+            for name in folders + files:
+                os.chown(os.path.join(parent, name), IMAGE_UID, IMAGE_UID, follow_symlinks=False)
     return f"{IMAGE_UID}:{IMAGE_UID}"
 
 

@@ -10,14 +10,21 @@ what the cache holds instead and the command that fills it (`missing_hint`).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
 
-from collapsebench.core.containers import default_hub_cache
-
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 PULL_SCORING = "collapsebench weights pull --scoring"  # fills the cache with the scoring checkpoints
+
+
+def default_hub_cache() -> Path:
+    """Where the host's Hugging Face hub cache is (the same rules the hub library uses)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = Path(os.environ.get("HF_HOME", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface"))
+    return home / "hub"
 
 
 def revision_kwargs(revision: str | None) -> dict[str, Any]:

@@ -53,6 +53,29 @@ def png_problems(data: bytes) -> tuple[list[str], tuple[int, int] | None]:
     return problems, size
 
 
+# Ancillary chunks that change decoded pixels are kept; every other ancillary chunk (tEXt, zTXt, iTXt, eXIf,
+# tIME, pHYs, ...) is dropped on import: the site republishes images, not megabytes of someone's metadata.
+KEPT_ANCILLARY = (b"tRNS",)
+
+
+def strip_ancillary(data: bytes) -> bytes:
+    """The PNG with only its critical chunks (IHDR, PLTE, IDAT, IEND) and KEPT_ANCILLARY: the same pixels.
+
+    Called on bytes png_problems accepted, so the chunk structure is known to be sound.
+    """
+    out, at = [SIGNATURE], len(SIGNATURE)
+    while at + 8 <= len(data):
+        length = struct.unpack(">I", data[at:at + 4])[0]
+        kind = data[at + 4:at + 8]
+        end = at + 12 + length  # length, type, data, CRC
+        if kind[:1].isupper() or kind in KEPT_ANCILLARY:  # an upper-case first letter marks a critical chunk
+            out.append(data[at:end])
+        at = end
+        if kind == b"IEND":
+            break
+    return b"".join(out)
+
+
 def _sniff(data: bytes) -> str:
     for magic, name in OTHER_FORMATS:
         if data.startswith(magic):

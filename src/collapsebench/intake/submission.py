@@ -20,6 +20,7 @@ the authors, scored here".
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -49,7 +50,7 @@ from collapsebench.core.manifest import (
     job_key,
 )
 from collapsebench.core.problems import Problem, shown
-from collapsebench.intake.pngcheck import MAX_BYTES, png_problems
+from collapsebench.intake.pngcheck import MAX_BYTES, png_problems, strip_ancillary
 
 LAYOUT = {  # required entry -> what to say when it is missing
     "model.yaml": "missing: the model description (schema v1, runner: submitted)",
@@ -271,8 +272,10 @@ def _check_line(where: str, number: int, raw: str, benchmark: Benchmark,
     for name, types in CLAIMS.items():
         value = record.get(name)
         if value is not None and (not isinstance(value, types) or isinstance(value, bool)
-                                  or (isinstance(value, str) and len(value) > MAX_CLAIM_CHARS)):
-            bad(name, f"must be {' or '.join(t.__name__ for t in types)} (at most {MAX_CLAIM_CHARS} characters)")
+                                  or (isinstance(value, str) and len(value) > MAX_CLAIM_CHARS)
+                                  or (isinstance(value, float) and not math.isfinite(value))):
+            bad(name, f"must be {' or '.join(t.__name__ for t in types)} (finite; at most {MAX_CLAIM_CHARS} "
+                      "characters)")
     for name in ("width", "height"):
         if name in record and not _is_int(record[name]):
             bad(name, f"must be an integer, got {record[name]!r}")
@@ -378,8 +381,10 @@ def import_submission(folder: Path, benchmark: Benchmark, pool: dict[str, Subjec
             data = _read_regular(folder / line.image)
             if sha256_bytes(data) != line.sha256:
                 raise BenchError(f"{shown(folder / line.image)}: changed while importing; run the import again")
+            data = strip_ancillary(data)
             (staging / image_name(line.key)).write_bytes(data)
-            lines.append(_imported_record(line, config, pool, found.sizes[line.image], benchmark.labels))
+            lines.append(_imported_record(line, config, pool, found.sizes[line.image], benchmark.labels,
+                                          sha256_bytes(data)))
         Manifest(staging).write(lines)
         atomic_write_json(staging / PROVENANCE, {
             "source": "submitted", "label": SUBMITTED_LABEL, "submission": name, "n_images": len(lines),
@@ -400,7 +405,7 @@ def import_submission(folder: Path, benchmark: Benchmark, pool: dict[str, Subjec
 
 
 def _imported_record(line: Line, config: ModelConfig, pool: dict[str, Subject], size: tuple[int, int],
-                     labels: Mapping[str, str]) -> dict[str, Any]:
+                     labels: Mapping[str, str], digest: str) -> dict[str, Any]:
     """A manifest line in generate's format, so `generate` sees the job as done and `score` reads it as usual.
 
     The prompt text scored by CLIP-T is ours, never the submitted one; the
@@ -411,7 +416,7 @@ def _imported_record(line: Line, config: ModelConfig, pool: dict[str, Subject], 
         **{name: line.record.get(name) for name in CLAIMS},
         "key": line.key, "prompt_id": prompt.id, "seed": line.seed, "subjects": list(prompt.subjects),
         "n_subjects": prompt.n_subjects, "scene": prompt.scene, "prompt": prompt.natural(pool),
-        "image": image_name(line.key), "sha256": line.sha256, "width": size[0], "height": size[1],
+        "image": image_name(line.key), "sha256": digest, "submitted_sha256": line.sha256, "width": size[0], "height": size[1],
         "params": config.settings, "model": config.name, "adapter": config.adapter,
         "fingerprint": config.fingerprint(), "inputs": job_inputs([Job(prompt, line.seed)], pool)[line.key],
         "runner": "submitted", "source": "submitted", **labels,

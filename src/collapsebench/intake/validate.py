@@ -97,18 +97,43 @@ def changed_folders(base: str, root: Path = Path(".")) -> list[Path]:
     return [Path(root, *parts) for parts in sorted(folders)]
 
 
+MAX_SHOWN_PER_FILE = 20  # a million-line manifest must not print a million lines
+
+
+def print_capped(problems: Iterable[Problem]) -> None:
+    """Print problems in order, at most MAX_SHOWN_PER_FILE per file, then how many more that file has."""
+    shown_per_file: dict[str, int] = {}
+    hidden: dict[str, int] = {}
+    for problem in problems:
+        if shown_per_file.get(problem.file, 0) < MAX_SHOWN_PER_FILE:
+            shown_per_file[problem.file] = shown_per_file.get(problem.file, 0) + 1
+            print(problem)
+        else:
+            hidden[problem.file] = hidden.get(problem.file, 0) + 1
+    for file, count in hidden.items():
+        print(f"{file}: ... and {count} more problem{'s' * (count != 1)} not shown")
+
+
 def all_folders(root: Path = Path(".")) -> list[Path]:
     tops = [Path(root) / top for top in TOP_FOLDERS if (Path(root) / top).is_dir()]
     return [entry for top in tops for entry in sorted(top.iterdir())]
 
 
-def run_validate(folders: Iterable[Path], params: dict[str, Any]) -> int:
-    """Print every problem of every folder (or one OK line per folder); 1 if any problem, else 0."""
+def run_validate(folders: Iterable[Path], params: dict[str, Any], named: Iterable[Path] = ()) -> int:
+    """Print the problems of every folder (or one OK line per folder); 1 if any problem, else 0.
+
+    A folder named on the command line (`named`) must exist; one that a diff lists may have been removed.
+    """
     benchmark = None
     failed = checked = 0
+    named = set(named)
     for folder in folders:
         if not os.path.lexists(folder):
-            print(f"skipped {shown(folder)}: removed")
+            if folder in named:
+                print(f"{shown(folder)}: not found")
+                failed += 1
+            else:
+                print(f"skipped {shown(folder)}: removed")
             continue
         checked += 1
         if is_submission(folder):
@@ -120,8 +145,7 @@ def run_validate(folders: Iterable[Path], params: dict[str, Any]) -> int:
             kind, problems = "results submission", check_submission(folder, benchmark)
         else:
             kind, problems = "model folder", check_model_folder(folder)
-        for problem in problems:
-            print(problem)
+        print_capped(problems)
         if problems:
             failed += 1
             print(f"FAILED {shown(folder)} ({kind}): {len(problems)} problem{'s' * (len(problems) != 1)}")

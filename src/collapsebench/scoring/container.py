@@ -27,7 +27,6 @@ from collapsebench.core.containers import (
     WORKDIR,
     ContainerSpec,
     Mount,
-    default_hub_cache,
     input_mounts,
     inside,
     run_stage,
@@ -35,6 +34,7 @@ from collapsebench.core.containers import (
     stage_command,
 )
 from collapsebench.core.errors import BenchError
+from collapsebench.core.hub import default_hub_cache
 from collapsebench.scoring.config import DEFAULT_CACHE_DIR, DEFAULT_SMOKE_DIR
 
 
