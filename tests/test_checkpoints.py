@@ -19,7 +19,12 @@ from collapsebench.core.io import sha256_file
 from collapsebench.leaderboard.site import build_site
 from collapsebench.reporting.figures import figure_sets
 from collapsebench.scoring.backbones import BACKBONE_NAMES, BackboneSpec
-from collapsebench.scoring.checkpoints import PINNED, loaded_files, scoring_label, weights_record
+from collapsebench.scoring.checkpoints import (
+    PINNED,
+    loaded_files,
+    scoring_label,
+    weights_record,
+)
 from collapsebench.scoring.config import ScoringConfig
 from collapsebench.scoring.embed_cache import files_digest, weights_identity
 from collapsebench.scoring.score import run_score

@@ -42,7 +42,6 @@ from collapsebench.intake.pngcheck import MAX_BYTES
 from collapsebench.intake.submission import check_submission, import_submission
 from collapsebench.intake.validate import all_folders, check_model_folder
 
-
 PROMPT1 = benchmark().prompts[1].subjects  # as cast for the kit's pool
 
 
