@@ -1,32 +1,55 @@
 #!/usr/bin/env bash
-# Which models to generate and which results submissions to import on the GPU runner, for gpu.yml's matrix.
+# Which models to generate and which results submissions to import on the GPU runner, for gpu.yml's matrix,
+# and whether the run commits its results.
 #
-#   scripts/gpu_plan.sh BASE      # folders changed between git BASE and HEAD
-#   ONLY="a b" scripts/gpu_plan.sh # these names (workflow_dispatch)
+#   EVENT=pull_request scripts/gpu_plan.sh BASE         # a preview of the folders changed between BASE and HEAD
+#   EVENT=push REF=refs/heads/main scripts/gpu_plan.sh BASE   # changed folders + everything missing on main
+#   EVENT=workflow_dispatch REF=refs/heads/main ONLY="a b" scripts/gpu_plan.sh   # these names
+#   EVENT=workflow_dispatch REF=refs/heads/main scripts/gpu_plan.sh              # everything missing
 #
-# Prints lines for $GITHUB_OUTPUT: models=[...] and submissions=[...] (JSON lists), and the shards of each
-# model: for EVENT=pull_request a preview, shard 0 of 25 (9 of the 225 jobs, every subject count); otherwise
-# all 4 shards of 4. A change under
-# docker/<dir>/ reruns every model whose model.yaml names that Dockerfile. Models that cannot run here
-# (kind: reported) or were submitted as results (runner: submitted) are left out; names that break the
-# naming rule are left out too (ci.yml's validation reports them).
+# Prints lines for $GITHUB_OUTPUT: models=[...] and submissions=[...] (JSON lists), the shards of each model
+# (pull_request: a preview, shard 0 of 25, 9 of the 225 jobs over every subject count; otherwise 4 shards of 4)
+# and commit=true|false (true for pushes and dispatches on main: only merged, reviewed code commits results).
+#
+# Runs on main plan against the committed results, not only against their own diff: a model whose results are
+# missing (or were made from an older model.yaml than the committed one) is planned by every main run until
+# its results are committed, so a cancelled or failed run never drops it. Committed means results/models/<name>/
+# holds scores.csv and scoring.json, and for a model dvc.lock records generate@<name> with the md5 of the current
+# models/<name>/model.yaml (a results submission: its images.dvc). A change under docker/<dir>/ reruns every
+# model whose model.yaml names that Dockerfile. Models that cannot run here (kind: reported) or were submitted
+# as results (runner: submitted) are left out; names that break the naming rule are left out too (ci.yml's
+# validation reports them).
 set -euo pipefail
 
 base="${1:-}"
+event="${EVENT:-}"
 name_rule='^[a-z0-9][a-z0-9_-]{0,63}$'
+on_main=false
+[[ "$event" != pull_request && "${REF:-}" == refs/heads/main ]] && on_main=true
 
 changed_paths() {
   if [[ -n "${ONLY:-}" ]]; then
     for name in $ONLY; do printf 'models/%s/\nsubmissions/%s/\n' "$name" "$name"; done
+  elif [[ "$event" == workflow_dispatch ]]; then
+    :  # no names: what is missing (below)
   elif [[ -n "$base" && ! "$base" =~ ^0+$ ]] && git rev-parse --quiet --verify "${base}^{commit}" >/dev/null; then
     git diff --name-only --no-renames "${base}...HEAD" --
   else
-    echo "gpu_plan: no usable base revision; nothing to run (dispatch the workflow with names)" >&2
+    echo "gpu_plan: no usable base revision; planning only what is missing" >&2
   fi
 }
 
 field_is() { # field_is FILE KEY VALUE: a top-level `KEY: VALUE` line (quoted or not)
   grep -Eq "^$2:[[:space:]]*[\"']?$3[\"']?[[:space:]]*(#.*)?$" "$1"
+}
+
+committed() { # committed NAME: results/models/NAME holds results made from the current model.yaml (see above)
+  local folder="results/models/$1" md5
+  [[ -f "$folder/scores.csv" && -f "$folder/scoring.json" ]] || return 1
+  [[ -f "$folder/images.dvc" ]] && return 0
+  [[ -f dvc.lock && -f "models/$1/model.yaml" ]] || return 1
+  md5="$(md5sum "models/$1/model.yaml" | cut -d' ' -f1)"
+  grep -A3 -F -- "- path: models/$1/model.yaml" dvc.lock | grep -q -- "md5: $md5\$"
 }
 
 declare -A models=() submissions=()
@@ -38,10 +61,23 @@ while IFS= read -r path; do
     submissions) [[ -d "submissions/$name" ]] && submissions[$name]=1 ;;
     docker)
       for file in models/*/model.yaml; do
-        grep -Eq "dockerfile:[[:space:]]*[\"']?docker/$name/Dockerfile" "$file" && models[$(basename "$(dirname "$file")")]=1
+        if grep -Eq "dockerfile:[[:space:]]*[\"']?docker/$name/Dockerfile" "$file"; then
+          models[$(basename "$(dirname "$file")")]=1
+        fi
       done ;;
   esac
 done < <(changed_paths)
+
+if [[ "$on_main" == true && -z "${ONLY:-}" ]]; then
+  for file in models/*/model.yaml; do
+    name="$(basename "$(dirname "$file")")"
+    if [[ "$name" =~ $name_rule ]] && ! committed "$name"; then models[$name]=1; fi
+  done
+  for folder in submissions/*/; do
+    name="$(basename "$folder")"
+    if [[ -d "$folder" && "$name" =~ $name_rule ]] && ! committed "$name"; then submissions[$name]=1; fi
+  done
+fi
 
 json_list() { # names (already safe by the naming rule) as a JSON list
   local out="" name
@@ -62,10 +98,11 @@ mapfile -t names < <(printf '%s\n' "${!submissions[@]}" | sort)
 [[ ${#names[@]} -eq 1 && -z "${names[0]}" ]] && names=()
 echo "models=$(json_list "${runnable[@]}")"
 echo "submissions=$(json_list "${names[@]}")"
-if [[ "${EVENT:-}" == pull_request ]]; then
+if [[ "$event" == pull_request ]]; then
   echo "shards=[0]"
   echo "shard_count=25"
 else
   echo "shards=[0,1,2,3]"
   echo "shard_count=4"
 fi
+echo "commit=$on_main"

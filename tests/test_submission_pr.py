@@ -166,7 +166,7 @@ def test_gpu_plan_lists_changed_models_and_submissions_for_the_matrix(repo: Path
     result = sh(["bash", "scripts/gpu_plan.sh", "origin/main"], repo, env={"EVENT": "pull_request"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ['models=["acme-flux"]', f'submissions=["{NAME}"]', "shards=[0]",
-                                          "shard_count=25"]
+                                          "shard_count=25", "commit=false"]
 
 
 def test_gpu_plan_reruns_the_models_of_a_changed_dockerfile_and_skips_reported_rows(repo: Path) -> None:
@@ -178,8 +178,9 @@ def test_gpu_plan_reruns_the_models_of_a_changed_dockerfile_and_skips_reported_r
     git(repo, "update-ref", "refs/remotes/origin/main", "HEAD")
     (repo / "docker" / "acme-flux" / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nENV X=1\n")
     commit(repo, "change the Dockerfile")
-    result = sh(["bash", "scripts/gpu_plan.sh", "origin/main"], repo, env={"EVENT": "push"})
-    assert result.stdout.splitlines() == ['models=["acme-flux"]', "submissions=[]", "shards=[0,1,2,3]", "shard_count=4"]
+    result = sh(["bash", "scripts/gpu_plan.sh", "origin/main"], repo, env={"EVENT": "push", "REF": "refs/heads/dev"})
+    assert result.stdout.splitlines() == ['models=["acme-flux"]', "submissions=[]", "shards=[0,1,2,3]", "shard_count=4",
+                                          "commit=false"]
     result = sh(["bash", "scripts/gpu_plan.sh", ""], repo, env={"ONLY": "paper-only acme-flux ../etc"})
     assert result.stdout.splitlines()[:2] == ['models=["acme-flux"]', "submissions=[]"]
     assert "paper-only is not generated here" in result.stderr

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Put the downloaded shard artifacts of one model where `collapsebench merge` looks for them
+# (results/models/MODEL/shards/<i>-of-<n>/), for gpu.yml's merge job.
+#
+#   scripts/collect_shards.sh MODEL INCOMING
+#
+# actions/download-artifact extracts a single matching artifact straight into INCOMING, and several into
+# INCOMING/<artifact name>/ unless merge-multiple is set, so both layouts are read: INCOMING/results/... and
+# INCOMING/*/results/.... Each artifact carries its own path (stage_shard.sh), so only MODEL's shard folders are
+# taken, never those of a model whose name merely starts with MODEL.
+set -euo pipefail
+
+model="$1"
+incoming="$2"
+found=0
+for root in "$incoming" "$incoming"/*/; do
+  for folder in "${root%/}/results/models/$model/shards"/*-of-*/; do
+    shard="$(basename "$folder")"
+    [[ -d "$folder" && "$shard" =~ ^[0-9]+-of-[0-9]+$ ]] || continue
+    mkdir -p "results/models/$model/shards/$shard"
+    cp -a "$folder." "results/models/$model/shards/$shard/"
+    found=$((found + 1))
+  done
+done
+if [[ $found -eq 0 ]]; then
+  echo "collect_shards: no shard of $model under $incoming" >&2
+  exit 1
+fi
+echo "collect_shards: $found shard folders of $model"

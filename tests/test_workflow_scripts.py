@@ -1,0 +1,385 @@
+"""The GPU and CI workflows' scripts, each run end to end in temporary git repositories (and DVC projects).
+
+Each test names the workflow defect it guards against: planning against what main lacks (a cancelled run
+never drops a model), committing on dispatch, both layouts of actions/download-artifact, artifact patterns of
+models whose names extend others', the images pushed to a DVC remote before the commit, main's model.yaml kept,
+a push that races another, the results/ rule, and a CPU-only torch.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+from workflow_kit import download, expand, git, ok, run_step, sh, step, upload
+
+GPU_PLAN = ["bash", "scripts/gpu_plan.sh"]
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def plan(repo: Path, base: str = "", **env: str) -> dict[str, str]:
+    result = sh([*GPU_PLAN, base], repo, **{"ONLY": "", **env})
+    assert result.returncode == 0, result.stderr
+    return dict(line.split("=", 1) for line in result.stdout.splitlines())
+
+
+# --------------------------------------------------------------------------------------------- gpu_plan.sh
+
+@pytest.fixture
+def main_repo(tmp_path: Path) -> Path:
+    """main with: `done` (results from its current model.yaml), `stale` (results from an older model.yaml),
+    `never` (no results), `paper` (reported only), submission `sub-done` (imported) and `sub-new` (not yet)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "scripts", repo / "scripts")
+    lock = {"schema": "2.0", "stages": {}}
+    for name in ("done", "stale", "never", "paper"):
+        kind = "reported" if name == "paper" else "model"
+        entry = write(repo / f"models/{name}/model.yaml", f"name: {name}\nkind: {kind}\nrunner: docker\n")
+        if name in ("done", "stale"):
+            for file in ("scores.csv", "scoring.json"):
+                write(repo / f"results/models/{name}/{file}", "x\n")
+            recorded = md5(entry) if name == "done" else "0" * 32
+            lock["stages"][f"generate@{name}"] = {"cmd": f"collapsebench generate {name}", "deps": [
+                {"path": f"models/{name}/model.yaml", "hash": "md5", "md5": recorded, "size": 1}]}
+    write(repo / "dvc.lock", yaml.safe_dump(lock, sort_keys=False))
+    for name in ("sub-done", "sub-new"):
+        write(repo / f"submissions/{name}/manifest.jsonl", "{}\n")
+    for file in ("scores.csv", "scoring.json", "images.dvc"):
+        write(repo / f"results/models/sub-done/{file}", "x\n")
+    write(repo / "models/sub-done/model.yaml", "name: sub-done\nkind: model\nrunner: submitted\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "main")
+    return repo
+
+
+def test_plan_on_main_adds_whatever_main_lacks_results_for(main_repo: Path) -> None:
+    """Defect: each run planned only its own diff, so a cancelled run on main dropped its model for good."""
+    before = git(main_repo, "rev-parse", "HEAD").strip()
+    write(main_repo / "README.md", "an unrelated change\n")
+    git(main_repo, "add", "-A")
+    git(main_repo, "commit", "-q", "-m", "docs")
+    pushed = plan(main_repo, before, EVENT="push", REF="refs/heads/main")
+    assert pushed == {"models": '["never","stale"]', "submissions": '["sub-new"]', "shards": "[0,1,2,3]",
+                      "shard_count": "4", "commit": "true"}
+    # A pull request previews only its own change, and never commits.
+    preview = plan(main_repo, before, EVENT="pull_request", REF="refs/pull/7/merge")
+    assert preview == {"models": "[]", "submissions": "[]", "shards": "[0]", "shard_count": "25", "commit": "false"}
+
+
+def test_plan_commits_on_dispatch_on_main_only(main_repo: Path) -> None:
+    """Defect: results were committed only on push, never on workflow_dispatch."""
+    missing = plan(main_repo, EVENT="workflow_dispatch", REF="refs/heads/main")
+    assert (missing["models"], missing["submissions"]) == ('["never","stale"]', '["sub-new"]')
+    assert missing["commit"] == "true"
+    named = plan(main_repo, EVENT="workflow_dispatch", REF="refs/heads/main", ONLY="done")
+    assert (named["models"], named["submissions"], named["commit"]) == ('["done"]', "[]", "true")
+    elsewhere = plan(main_repo, EVENT="workflow_dispatch", REF="refs/heads/try-this", ONLY="done")
+    assert (elsewhere["models"], elsewhere["commit"]) == ('["done"]', "false")
+
+
+# ---------------------------------------------------------------------------------- artifacts and shards
+
+def shard_artifacts(work: Path, store: Path, model: str, count: int) -> None:
+    """What gpu.yml's generate jobs upload for `model`: one stage_shard.sh folder per shard."""
+    name = step("gpu.yml", "generate", uses="actions/upload-artifact")["with"]["name"]
+    for index in range(count):
+        shard = work / f"results/models/{model}/shards/{index}-of-{count}"
+        write(shard / "manifest.jsonl", f'{{"model": "{model}", "shard": {index}}}\n')
+        write(shard / "images" / f"p{index:02d}_s0.png", model)
+        out = work / f"out-{model}-{index}"
+        ok(sh(["bash", "scripts/stage_shard.sh", model, f"{index}/{count}", str(out)], work))
+        upload(store, expand(name, {"matrix.model": model, "matrix.shard": str(index)}), out)
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+@pytest.mark.parametrize("merge_multiple", [True, False])
+def test_collect_shards_reads_both_download_layouts(tmp_path: Path, shards: int, merge_multiple: bool) -> None:
+    """Defect: download-artifact extracts a single matching artifact without its folder, so a preview's only
+    shard was never found; several land in folders of their own unless merge-multiple is set."""
+    work, store = tmp_path / "work", tmp_path / "store"
+    shutil.copytree(REPO / "scripts", work / "scripts")
+    store.mkdir()
+    shard_artifacts(work, store, "flux2", shards)
+    shard_artifacts(work, store, "flux2-dev", 2)
+    shutil.rmtree(work / "results")
+    pattern = expand(step("gpu.yml", "merge-score", uses="actions/download-artifact")["with"]["pattern"],
+                     {"matrix.model": "flux2"})
+    assert len(download(store, pattern, work / "incoming", merge_multiple)) == shards
+    assert (work / "incoming" / "results").is_dir() == (merge_multiple or shards == 1)
+    result = ok(sh(["bash", "scripts/collect_shards.sh", "flux2", "incoming"], work))
+    assert f"{shards} shard folders of flux2" in result
+    assert sorted(p.name for p in (work / "results/models/flux2/shards").iterdir()) == \
+        [f"{i}-of-{shards}" for i in range(shards)]
+    assert (work / f"results/models/flux2/shards/{shards - 1}-of-{shards}/images").is_dir()
+    assert not (work / "results/models/flux2-dev").exists()
+
+
+def test_collect_shards_fails_when_no_shard_arrived(tmp_path: Path) -> None:
+    (tmp_path / "incoming").mkdir()
+    result = sh(["bash", str(REPO / "scripts/collect_shards.sh"), "flux2", "incoming"], tmp_path)
+    assert result.returncode == 1 and "no shard of flux2 under incoming" in result.stderr
+
+
+def test_artifact_patterns_never_match_a_model_whose_name_extends_another() -> None:
+    """Defect: shard-${model}-* also matched the shards of ${model}-dev."""
+    upload_name = step("gpu.yml", "generate", uses="actions/upload-artifact")["with"]["name"]
+    pattern = step("gpu.yml", "merge-score", uses="actions/download-artifact")["with"]["pattern"]
+    results_name = step("gpu.yml", "merge-score", uses="actions/upload-artifact")["with"]["name"]
+    results_pattern = step("gpu.yml", "commit", uses="actions/download-artifact")["with"]["pattern"]
+    for model, other in (("flux2", "flux2-dev"), ("flux2-dev", "flux2"), ("a", "a-1"), ("a_1", "a")):
+        theirs = expand(upload_name, {"matrix.model": other, "matrix.shard": "0"})
+        assert not fnmatch.fnmatchcase(theirs, expand(pattern, {"matrix.model": model}))
+        assert fnmatch.fnmatchcase(expand(upload_name, {"matrix.model": model, "matrix.shard": "3"}),
+                                   expand(pattern, {"matrix.model": model}))
+        assert fnmatch.fnmatchcase(expand(results_name, {"matrix.model": model}), results_pattern)
+        assert not fnmatch.fnmatchcase(theirs, results_pattern)
+
+
+# ---------------------------------------------------------------------- stage_results.sh, commit_results.sh
+
+DVC_YAML = """stages:
+  generate:
+    foreach: ${models}
+    do:
+      cmd: echo generate ${item}
+      deps:
+        - models/${item}/model.yaml
+      outs:
+        - results/models/${item}/images:
+            persist: true
+        - results/models/${item}/manifest.jsonl:
+            cache: false
+            persist: true
+  score:
+    foreach: ${models}
+    do:
+      cmd: echo score ${item}
+      deps:
+        - results/models/${item}/images
+      outs:
+        - results/models/${item}/scores.csv:
+            cache: false
+        - results/models/${item}/scoring.json:
+            cache: false
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A bare `origin` whose main is a small DVC project with the pipeline's shape (generate@ and score@ per
+    model in params.yaml, images cached, tables in git) and the repository's scripts."""
+    work = tmp_path / "maintainer"
+    shutil.copytree(REPO / "scripts", work / "scripts")
+    write(work / "dvc.yaml", DVC_YAML)
+    write(work / "params.yaml", "models: [alpha, beta]\n")
+    write(work / ".gitignore", "/results/models/*/images/\n/incoming/\n/out/\n")
+    for name in ("alpha", "beta"):
+        write(work / f"models/{name}/model.yaml", f"name: {name}\n")
+    git(work, "init", "-q", "-b", "main")
+    ok(sh(["dvc", "init", "-q"], work))
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "main")
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", "origin.git")
+    git(work, "remote", "add", "origin", str(tmp_path / "origin.git"))
+    git(work, "push", "-q", "origin", "main")
+    return tmp_path / "origin.git"
+
+
+def checkout(origin: Path, folder: Path) -> Path:
+    git(origin.parent, "clone", "-q", "-b", "main", str(origin), str(folder))
+    return folder
+
+
+def gpu_job(origin: Path, name: str, store: Path, submission: bool = False) -> Path:
+    """A merge-score (or submission) job: results in place, then stage_results.sh, then the upload."""
+    runner = checkout(origin, origin.parent / f"gpu-{name}")
+    folder = runner / "results/models" / name
+    write(folder / "images/p01_s0.png", f"{name} image")
+    write(folder / "manifest.jsonl", json.dumps({"model": name, "image": "images/p01_s0.png"}) + "\n")
+    write(folder / "scores.csv", f"model\n{name}\n")
+    write(folder / "scoring.json", "{}\n")
+    if submission:  # what `collapsebench submission import` leaves
+        write(folder / "provenance.json", '{"source": "submitted"}\n')
+        write(runner / f"models/{name}/model.yaml", f"name: {name}\nrunner: submitted\n")
+    ok(sh(["bash", "scripts/stage_results.sh", name, "out"], runner))
+    upload(store, f"results.{name}", runner / "out")
+    return runner
+
+
+def publish(origin: Path, store: Path, remote: Path, merge_multiple: bool, models: str, submissions: str = "[]",
+            before_push: str = "") -> tuple[Path, str]:
+    """gpu.yml's commit job: its download, then its step, with a local DVC remote as the results remote."""
+    committer = checkout(origin, origin.parent / "commit")
+    ok(sh(["dvc", "remote", "add", "--local", "local", str(remote)], committer))
+    fetch = step("gpu.yml", "commit", uses="actions/download-artifact")["with"]
+    download(store, fetch["pattern"], committer / fetch["path"], merge_multiple)
+    if before_push:
+        ok(sh(before_push, committer))
+    item = step("gpu.yml", "commit", "Push the images to the results remote, then commit dvc.lock, manifests and "
+                                     "scores")
+    result = run_step(item, committer, MODELS=models, SUBMISSIONS=submissions, RESULTS_REMOTE="local",
+                      RUN_URL="https://example.org/run/1")
+    return committer, ok(result)
+
+
+def reader(origin: Path, remote: Path, folder: Path) -> Path:
+    """A fresh clone pulling the images as pages.yml does."""
+    clone = checkout(origin, folder)
+    ok(sh(["dvc", "remote", "add", "--local", "local", str(remote)], clone))
+    ok(sh(["bash", "scripts/pull_results.sh"], clone, RESULTS_REMOTE="local"))
+    return clone
+
+
+@pytest.mark.parametrize("merge_multiple", [True, False])
+def test_commit_pushes_images_then_commits_lock_manifests_and_scores(project: Path, tmp_path: Path,
+                                                                     merge_multiple: bool) -> None:
+    """Defects: with one model the single artifact was extracted without its folder and nothing was committed;
+    images never reached a DVC remote and dvc.lock was never updated; the run's model.yaml replaced main's."""
+    store, remote = tmp_path / "store", tmp_path / "remote"
+    store.mkdir()
+    gpu_job(project, "alpha", store)
+    write(store / "results.alpha/models/alpha/model.yaml", "name: alpha\nsettings: {evil: true}\n")
+    if not merge_multiple:
+        gpu_job(project, "beta", store)
+    models = '["alpha"]' if merge_multiple else '["alpha","beta"]'
+    committer, output = publish(project, store, remote, merge_multiple, models)
+    assert "commit_results: pushed" in output
+    changed = [line for line in git(committer, "show", "--name-only", "--format=%an|%s", "origin/main").splitlines()
+               if line]
+    assert changed[0] == "github-actions[bot]|results: GPU run https://example.org/run/1"
+    names = ["alpha"] if merge_multiple else ["alpha", "beta"]
+    assert sorted(changed[1:]) == sorted(["dvc.lock"] + [f"results/models/{n}/{f}" for n in names
+                                                        for f in ("manifest.jsonl", "scores.csv", "scoring.json")])
+    lock = yaml.safe_load((committer / "dvc.lock").read_text())
+    assert sorted(lock["stages"]) == sorted(f"{stage}@{n}" for n in names for stage in ("generate", "score"))
+    assert (committer / "models/alpha/model.yaml").read_text() == "name: alpha\n"
+
+    clone = reader(project, remote, tmp_path / "reader")
+    for name in names:
+        assert (clone / f"results/models/{name}/images/p01_s0.png").read_text() == f"{name} image"
+
+
+def test_commit_of_a_results_submission_adds_its_entry_and_images_dvc(project: Path, tmp_path: Path) -> None:
+    store, remote = tmp_path / "store", tmp_path / "remote"
+    store.mkdir()
+    gpu_job(project, "gamma", store, submission=True)
+    committer, _ = publish(project, store, remote, True, "[]", '["gamma"]')
+    changed = git(committer, "show", "--name-only", "--format=", "origin/main").split()
+    assert sorted(changed) == ["models/gamma/model.yaml", "results/models/gamma/images.dvc",
+                               "results/models/gamma/manifest.jsonl", "results/models/gamma/provenance.json",
+                               "results/models/gamma/scores.csv", "results/models/gamma/scoring.json"]
+    clone = reader(project, remote, tmp_path / "reader")
+    assert (clone / "results/models/gamma/images/p01_s0.png").read_text() == "gamma image"
+
+
+def test_commit_skips_unplanned_artifacts(project: Path, tmp_path: Path) -> None:
+    store, remote = tmp_path / "store", tmp_path / "remote"
+    store.mkdir()
+    gpu_job(project, "alpha", store)
+    gpu_job(project, "beta", store)
+    committer, output = publish(project, store, remote, False, '["beta"]')
+    assert "skipping unplanned artifact" in output
+    changed = git(committer, "show", "--name-only", "--format=", "origin/main").split()
+    assert not any("alpha" in path for path in changed) and "results/models/beta/scores.csv" in changed
+
+
+def test_commit_reapplies_on_main_when_another_push_won_the_race(project: Path, tmp_path: Path) -> None:
+    store, remote = tmp_path / "store", tmp_path / "remote"
+    store.mkdir()
+    gpu_job(project, "alpha", store)
+    other = checkout(project, tmp_path / "other")  # another run commits beta's results first
+    (other / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"generate@beta": {"cmd": "x"}}}))
+    git(other, "add", "dvc.lock")
+    git(other, "commit", "-q", "-m", "beta")
+    race = f"git -C {other} push -q origin main"  # lands after the commit job's checkout, before its push
+    committer, output = publish(project, store, remote, True, '["alpha"]', before_push=race)
+    assert "push attempt 1 failed" in output and "commit_results: pushed" in output
+    git(committer, "fetch", "-q", "origin")
+    lock = yaml.safe_load(git(committer, "show", "origin/main:dvc.lock"))
+    assert sorted(lock["stages"]) == ["generate@alpha", "generate@beta", "score@alpha"]
+
+
+def test_a_model_the_pipeline_cannot_record_fails_before_it_generates(project: Path, tmp_path: Path) -> None:
+    """Its results could never be committed (no generate@/score@ stage): fail in seconds, not after hours."""
+    runner = checkout(project, tmp_path / "gpu")
+    write(runner / "models/delta/model.yaml", "name: delta\n")
+    result = run_step(step("gpu.yml", "generate", "collapsebench generate --shard"), runner, MODEL="delta", SHARD="0/4")
+    assert result.returncode == 1
+    assert "no stage generate@delta: add delta to models: in params.yaml" in result.stdout
+    assert not (runner / "results").exists()
+
+
+def test_a_lock_fragment_may_carry_only_its_own_model(tmp_path: Path) -> None:
+    write(tmp_path / "alpha.yaml", yaml.safe_dump({"stages": {"generate@alpha": {}, "score@beta": {}}}))
+    result = sh(["python", str(REPO / "scripts/results_lock.py"), "merge", "alpha.yaml"], tmp_path)
+    assert result.returncode == 1 and "must hold exactly generate@alpha and score@alpha" in result.stderr
+    assert not (tmp_path / "dvc.lock").exists()
+
+
+# --------------------------------------------------------------------------------------- results/ rule
+
+@pytest.mark.parametrize(("path", "author", "passes"), [
+    ("results/models/acme/scores.csv", "someone", False),
+    ("results/reported/paper_table1.csv", "someone", False),
+    ("results/models/acme/scores.csv", "github-actions[bot]", True),
+    ("models/acme/model.yaml", "someone", True),
+])
+def test_a_pull_request_touching_results_fails_unless_the_results_bot_opened_it(tmp_path: Path, path: str,
+                                                                               author: str, passes: bool) -> None:
+    """Defect: a pull request adding results/models/<x>/ by hand was shown as "scored here"."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "scripts", repo / "scripts")
+    write(repo / "results/reported/paper_table1.csv", "model\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "main")
+    git(repo, "update-ref", "refs/remotes/origin/main", "main")
+    git(repo, "checkout", "-q", "-b", "pr")
+    write(repo / path, "changed\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "change")
+    item = step("ci.yml", "test", "Only the results bot writes results/")
+    assert "github.event.pull_request.user.login" in item["env"]["PR_AUTHOR"]
+    result = run_step(item, repo, BASE="origin/main", PR_AUTHOR=author, RESULTS_BOT="")
+    assert (result.returncode == 0) == passes, result.stdout
+    if not passes:
+        assert f"  {path}" in result.stdout and "only the GPU workflow's results bot" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------ install.sh
+
+@pytest.mark.parametrize("results_remote", ["true", "false"])
+def test_install_takes_torch_alone_from_the_cpu_wheel_index(tmp_path: Path, results_remote: str) -> None:
+    """Defect: CPU CI installed torch==2.13.0 from PyPI, the multi-gigabyte CUDA build."""
+    calls = tmp_path / "calls"
+    fake = write(tmp_path / "bin/python", f'#!/bin/sh\necho "$*" >> {calls}\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    action = yaml.safe_load((REPO / ".github/actions/install/action.yml").read_text())
+    item = next(s for s in action["runs"]["steps"] if s.get("name") == "pip install")
+    path = f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    result = run_step(item, REPO, RESULTS_REMOTE=results_remote, PATH=path, TORCH_CPU_INDEX="https://cpu.example/whl")
+    assert result.returncode == 0, result.stderr
+    lines = calls.read_text().splitlines()
+    assert lines[:3] == ["-m pip install torch==2.13.0 --index-url https://cpu.example/whl",
+                         "-m pip install -e .[dev]", "-m pip install --no-deps open_clip_torch==3.3.0"]
+    assert lines[3:] == (["-m pip install dvc-s3==3.3.0"] if results_remote == "true" else [])
+    setup = next(s for s in action["runs"]["steps"] if str(s.get("uses", "")).startswith("actions/setup-python"))
+    assert setup["with"]["cache"] == "pip"
