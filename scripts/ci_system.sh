@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System pieces the optional tests need, installed from Debian packages on a fresh CI machine:
-# headless Chromium (site screenshots) and a Docker engine + local base image (real-container test).
+# headless Chromium (site screenshots), a Docker engine + local base image (real-container test) and a
+# one-node Slurm cluster on CPU (Slurm launcher tests).
 # Never fails the run: where something cannot be installed, the tests that need it skip and say why.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -11,3 +12,4 @@ if ! command -v chromium >/dev/null 2>&1; then
         || echo "ci_system: chromium could not be installed; screenshot tests will skip"
 fi
 bash scripts/ci_docker.sh
+bash scripts/ci_slurm.sh

@@ -21,13 +21,13 @@ from collapsebench.benchmark.casting import cast_suite
 from collapsebench.benchmark.model_config import ModelConfig
 from collapsebench.benchmark.pool import load_pool, load_reference
 from collapsebench.benchmark.suite import make_jobs
+from collapsebench.core.clip_tokens import byte_symbols
 from collapsebench.core.errors import BenchError
 from collapsebench.core.io import sha256_file
 from collapsebench.core.manifest import Manifest
 from collapsebench.generation.generate import run_generate
 from collapsebench.models import get_adapter
 from collapsebench.models.weights import WeightsPin, cached, resolve
-from collapsebench.scoring.smoke import _bytes_to_unicode
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 HIDDEN = 16
@@ -43,7 +43,7 @@ def byte_level_tokenizer(cls, specials: list[str], **kwargs):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
     vocab = {token: index for index, token in enumerate(specials)}
-    for symbol in _bytes_to_unicode():
+    for symbol in byte_symbols():
         vocab.setdefault(symbol, len(vocab))
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from synthetic_results import MODELS, PROMPTS, SEEDS, shared_results
 
-from collapsebench.core.io import read_csv
-from collapsebench.reporting.breakdown import add_tie_ranks, scene_seed
+from collapsebench.core.io import atomic_write_csv, read_csv
+from collapsebench.reporting.breakdown import add_tie_ranks, cell_summary, scene_seed
 
 PAPER = Path(__file__).resolve().parents[1] / "results" / "reported" / "paper_table1.csv"
 
@@ -69,22 +70,46 @@ def test_scene_seed_is_shared_by_models_and_distinct_per_cell() -> None:
     assert scene_seed(5, 4, "occlusion") == seeds[(4, "occlusion")]
 
 
-def test_rows_without_usable_intervals_get_no_rank() -> None:
-    rows = [{"model": "a", "kind": "model", "backbones": "real", "n_subjects": 2, "source": "reproduced",
-             "dinov2_lo": 0.1, "dinov2_hi": 0.2},
-            {"model": "b", "kind": "model", "backbones": "real", "n_subjects": 2, "source": "reproduced",
-             "dinov2_lo": float("nan"), "dinov2_hi": float("nan")}]
-    add_tie_ranks(rows)
-    assert rows[0]["rank_dinov2"] == 1 and "rank_dinov2" not in rows[1]
+def cell_rows(model: str, offset: float, pool: str = "pool-demo", drop: tuple[int, int] | None = None,
+              n: int = 2) -> dict:
+    """A Table 1 row (as report builds it) of a model at 15 prompts x 3 seeds on shared prompt difficulty."""
+    difficulty = np.random.default_rng(3).uniform(0.3, 0.7, 15)
+    rows = [{"prompt_id": p + 1, "seed": s, "dinov2": float(difficulty[p] + offset + 0.002 * ((p + s + k) % 3)),
+             "clip_i": 0.5, "clip_t": 0.3} for p in range(15) for s in range(3) for k in range(n)
+            if (p + 1, s) != drop]
+    return {"model": model, "kind": "model", "backbones": "real", "pool": pool, "n_subjects": n,
+            "source": "reproduced", **cell_summary(rows, ("dinov2", "scr_0.4"), n_boot=400, seed=9)}
+
+
+def test_b_a_little_ahead_of_a_on_every_prompt_ranks_strictly_ahead() -> None:
+    table = [cell_rows("a", 0.0), cell_rows("b", 0.03)]
+    add_tie_ranks(table)
+    ranks = {row["model"]: row["rank_dinov2"] for row in table}
+    assert ranks == {"b": 1, "a": 2}
+    assert table[0]["dinov2_lo"] < table[1]["dinov2_hi"] and table[1]["dinov2_lo"] < table[0]["dinov2_hi"]
+
+
+def test_a_cell_with_a_missing_prompt_is_not_ranked_and_says_why(tmp_path: Path) -> None:
+    table = [cell_rows("a", 0.0), cell_rows("b", 0.03), cell_rows("c", 0.2, drop=(7, 1))]
+    add_tie_ranks(table, unranked={"d"})
+    by_model = {row["model"]: row for row in table}
+    assert "rank_dinov2" not in by_model["c"] and "rank_scr_0.4" not in by_model["c"]
+    assert by_model["c"]["rank_note"] == ("not ranked: pairing broken: it lacks prompt 7 seed 1 that the other "
+                                          "models of this cell have")
+    assert by_model["b"]["rank_dinov2"] == 1 and by_model["a"]["rank_dinov2"] == 2  # the others are still ranked
+    atomic_write_csv(tmp_path / "table1.csv", ("model", "rank_dinov2", "rank_note"), table)
+    assert read_csv(tmp_path / "table1.csv")[2]["rank_note"].startswith("not ranked: pairing broken")
+
+
+def test_incomplete_models_get_a_note_instead_of_a_rank() -> None:
+    table = [cell_rows("a", 0.0), cell_rows("b", 0.03)]
+    add_tie_ranks(table, unranked={"b"})
+    assert table[0]["rank_dinov2"] == 1 and "rank_dinov2" not in table[1]
+    assert "do not cover the benchmark" in table[1]["rank_note"]
 
 
 def test_rows_made_on_different_pools_are_never_ranked_together() -> None:
-    def row(model: str, pool: str, low: float) -> dict:
-        return {"model": model, "kind": "model", "backbones": "real", "pool": pool, "n_subjects": 2,
-                "source": "reproduced", **{f"{m}_{end}": low + (0.01 if end == "hi" else 0.0)
-                                           for m in ("dinov2", "scr_0.4", "scr_0.5", "scr_0.6") for end in ("lo", "hi")}}
-
-    rows = [row("a", "pool-demo", 0.5), row("b", "pool-demo", 0.2), row("c", "pool-paper", 0.9)]
-    add_tie_ranks(rows)
-    ranks = {r["model"]: r["rank_dinov2"] for r in rows}
+    table = [cell_rows("a", 0.0, "pool-demo"), cell_rows("b", -0.2, "pool-demo"), cell_rows("c", 0.3, "pool-paper")]
+    add_tie_ranks(table)
+    ranks = {r["model"]: r["rank_dinov2"] for r in table}
     assert ranks == {"a": 1, "b": 2, "c": 1}  # c would beat a on one leaderboard; on its own pool it is alone

@@ -103,7 +103,7 @@ def test_image_tag_follows_the_build_context(tmp_path: Path, workdir: Path) -> N
 def test_an_image_on_the_shared_base_is_tagged_by_the_base_it_was_built_on(tmp_path: Path, workdir: Path) -> None:
     root = checkout(tmp_path, "ARG BENCH_BASE=collapsebench/base:local\nFROM ${BENCH_BASE}\n")
     add_model(workdir, "collage-docker", "collage", docker={"dockerfile": "docker/cpu/Dockerfile",
-                                                             "build_args": {"UPSTREAM_COMMIT": "abc"}})
+                                                             "build_args": {"UPSTREAM_COMMIT": "c" * 40}})
     run = plan(workdir, "collage-docker")
     run.repo_root = root
     source = runner.image_source(run)
@@ -111,7 +111,7 @@ def test_an_image_on_the_shared_base_is_tagged_by_the_base_it_was_built_on(tmp_p
     # BASE_IMAGE goes to the shared base; the image gets the base's image id (and keeps its own build args).
     assert containers.base_args(source) == {"BASE_IMAGE": BASE_IMAGE}
     args = containers.build_args(source, "sha256:" + "a" * 64)
-    assert args == {"UPSTREAM_COMMIT": "abc", "BENCH_BASE": "sha256:" + "a" * 64}
+    assert args == {"UPSTREAM_COMMIT": "c" * 40, "BENCH_BASE": "sha256:" + "a" * 64}
     rebuilt_base = containers.build_args(source, "sha256:" + "b" * 64)
     assert containers.image_tag(root, source.dockerfile, args) != containers.image_tag(root, source.dockerfile,
                                                                                        rebuilt_base)

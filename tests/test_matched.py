@@ -1,9 +1,11 @@
-"""Matched SCR: detection post-processing, Hungarian assignment, aggregation, and composites with known truth."""
+"""Matched SCR: queries, detection post-processing, padding, kind-restricted assignment, missing subjects, clone rate
+and its null, aggregation, and composites with known truth."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,37 +22,124 @@ from collapsebench.scoring.config import ScoringConfig
 from collapsebench.scoring.detection import (
     Detector,
     MatchedSettings,
+    crop,
     detect_cached,
+    image_queries,
     match_subjects,
+    pad_square,
+    reference_embeddings,
     score_matched,
     select_detections,
+    subject_noun,
+    subject_query,
 )
 from collapsebench.scoring.embed_cache import EmbeddingCache, ImageSource, pil_source
-from collapsebench.scoring.smoke import build_smoke_detector
+from collapsebench.scoring.smoke import DINOV2_PREPROCESSING, build_smoke_detector
 
 QUERIES = {"person": "a photo of a person", "animal": "a photo of an animal"}
+PERSON, ANIMAL = 0, 1  # kind indices (benchmark.pool.KINDS order)
+
+
+@dataclass(frozen=True)
+class Cast:
+    kind: str
+    phrase: str
+
+
+# ---------------------------------------------------------------- queries
+
+def test_queries_come_from_each_subjects_noun_and_kind() -> None:
+    nouns = {"an astronaut woman": "woman", "an elderly navy officer": "officer", "a man with a camera": "man",
+             "a brown tabby cat": "cat", "a red-haired woman": "woman", "a woman in a beret": "woman",
+             "a beagle": "beagle", "An Owl.": "owl"}
+    assert {phrase: subject_noun(phrase) for phrase in nouns} == nouns
+    assert subject_query("an elderly navy officer") == "a photo of an officer"
+    cast = {"S1": Cast("person", "a man in a hat"), "S2": Cast("animal", "a beagle")}
+    assert image_queries(["S1", "S2"], cast, QUERIES) == (
+        ("a photo of a beagle", ANIMAL), ("a photo of a man", PERSON), ("a photo of a person", PERSON),
+        ("a photo of an animal", ANIMAL))
 
 
 # ---------------------------------------------------------------- detection post-processing
 
+KINDS_OF_QUERIES = np.array([PERSON, ANIMAL])
+BOTH = np.array([True, True])
+
+
 def test_select_detections_thresholds_suppresses_and_scales() -> None:
     scores = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.7], [0.05, 0.05]])
     boxes = np.array([[0.25, 0.25, 0.2, 0.2],  # kept (best)
-                      [0.26, 0.25, 0.2, 0.2],  # overlaps the first: suppressed
+                      [0.26, 0.25, 0.2, 0.2],  # overlaps the first, same kind: suppressed
                       [0.75, 0.45, 0.2, 0.2],  # an animal, reaching below the image
                       [0.5, 0.5, 0.2, 0.2]])  # below threshold
-    both = select_detections(scores, boxes, (200, 100), np.array([True, True]), 0.3, 0.3, 10, square=True)
+    both = select_detections(scores, boxes, (200, 100), KINDS_OF_QUERIES, BOTH, 0.3, 0.3, 10, square=True)
     assert both.shape == (2, 6)
-    np.testing.assert_allclose(both[0], [30, 30, 70, 70, 0.9, 0])  # OWLv2: relative to the padded 200 px square
-    np.testing.assert_allclose(both[1], [130, 70, 170, 100, 0.7, 1], atol=1e-5)  # clipped to the image height
-    people = select_detections(scores, boxes, (200, 100), np.array([True, False]), 0.3, 0.3, 10, square=True)
-    assert people[:, 5].tolist() == [0]  # the animal query is not asked when no subject is an animal
-    stretched = select_detections(scores, boxes, (200, 100), np.array([True, True]), 0.3, 0.3, 1, square=False)
-    np.testing.assert_allclose(stretched, [[30, 15, 70, 35, 0.9, 0]])  # OWL-ViT: width and height; max 1
-    assert select_detections(scores, boxes, (200, 100), np.array([True, True]), 0.95, 0.3, 10, True).shape == (0, 6)
+    np.testing.assert_allclose(both[0], [30, 30, 70, 70, 0.9, PERSON])  # OWLv2: relative to the padded square
+    np.testing.assert_allclose(both[1], [130, 70, 170, 100, 0.7, ANIMAL], atol=1e-5)  # clipped to the height
+    people = select_detections(scores, boxes, (200, 100), KINDS_OF_QUERIES, np.array([True, False]), 0.3, 0.3, 10,
+                               square=True)
+    assert people[:, 5].tolist() == [PERSON]  # the animal query is not asked when no subject is an animal
+    stretched = select_detections(scores, boxes, (200, 100), KINDS_OF_QUERIES, BOTH, 0.3, 0.3, 1, square=False)
+    np.testing.assert_allclose(stretched, [[30, 15, 70, 35, 0.9, PERSON]])  # OWL-ViT: width and height; max 1
+    assert select_detections(scores, boxes, (200, 100), KINDS_OF_QUERIES, BOTH, 0.95, 0.3, 10, True).shape == (0, 6)
+
+
+def test_nms_is_class_aware_and_merges_nouns_of_one_kind() -> None:
+    # queries: "a photo of a man" (person), "a photo of a person" (person), "a photo of a dog" (animal)
+    kinds = np.array([PERSON, PERSON, ANIMAL])
+    scores = np.array([[0.9, 0.6, 0.1],   # a man
+                       [0.2, 0.8, 0.1],   # the same individual, found by the kind query: merged into the first
+                       [0.1, 0.1, 0.85]])  # a dog in his arms: overlaps him, but it is another kind: kept
+    boxes = np.array([[0.5, 0.5, 0.4, 0.8], [0.51, 0.5, 0.4, 0.8], [0.5, 0.6, 0.3, 0.3]])
+    found = select_detections(scores, boxes, (100, 100), kinds, np.ones(3, bool), 0.3, 0.3, 10, square=True)
+    assert found[:, 5].tolist() == [PERSON, ANIMAL]
+    np.testing.assert_allclose(found[:, 4], [0.9, 0.85], rtol=1e-6)
+
+
+# ---------------------------------------------------------------- padding
+
+def test_a_tall_crop_keeps_its_head_band_through_the_backbones_preprocessing() -> None:
+    """A 2:5 full-body crop: the processor's shortest-edge resize + center crop cuts the head off unless padded."""
+    from transformers import BitImageProcessor
+
+    processor = BitImageProcessor(**DINOV2_PREPROCESSING)
+    body = np.full((500, 200, 3), 60, np.uint8)
+    body[:100] = (255, 0, 0)  # the top 20%: head and hair, pure red
+    mean, std = np.array(DINOV2_PREPROCESSING["image_mean"]), np.array(DINOV2_PREPROCESSING["image_std"])
+    red = ((np.array([1.0, 0.0, 0.0]) - mean) / std)[:, None, None]
+
+    def red_share(image: Image.Image) -> float:
+        pixels = processor(images=[image], return_tensors="np")["pixel_values"][0]
+        return float(np.mean(np.all(np.abs(pixels - red) < 0.3, axis=0)))
+
+    assert red_share(Image.fromarray(body)) == 0  # unpadded: none of the head band survives
+    padded = pad_square(Image.fromarray(body))
+    assert padded.size == (500, 500) and padded.getpixel((0, 0)) == (255, 255, 255)
+    assert red_share(padded) > 0.05  # padded: the whole band is in the crop (8% of the square)
+    crop_of_box = crop(Image.fromarray(np.zeros((600, 600, 3), np.uint8)), [100, 50, 180, 250, 0.9, 0])
+    assert crop_of_box.size == (200, 200)  # detection crops are padded the same way
 
 
 # ---------------------------------------------------------------- assignment
+
+def test_a_person_is_never_matched_to_an_animal() -> None:
+    # the person looks most like the animal crop (a dog in a person costume), the animal like the person crop
+    similarity = np.array([[0.3, 0.95],    # subject 0, a person
+                           [0.9, 0.2]])   # subject 1, an animal
+    match = match_subjects(similarity, subject_kinds=[PERSON, ANIMAL], crop_kinds=[PERSON, ANIMAL])
+    assert match.assigned == [0, 1] and match.cosines == pytest.approx([0.3, 0.2])
+    assert match.best_crop == [0, 1]  # the best crop is looked for among the subject's own kind too
+    alone = match_subjects(np.array([[0.9], [0.8]]), subject_kinds=[PERSON, ANIMAL], crop_kinds=[ANIMAL])
+    assert alone.assigned == [None, 0] and alone.cosines == [None, pytest.approx(0.8)]  # the person is missing
+
+
+def test_clone_needs_a_shared_best_crop_above_the_floor() -> None:
+    similarity = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.1]])  # 0 and 1 share crop 0; 2 also, but below floor
+    match = match_subjects(similarity, clone_floor=0.5)
+    assert match.best_crop == [0, 0, 0] and match.clone == [True, True, False]
+    assert match.clone_null == pytest.approx([0.5, 0.5, 0.0])  # two subjects above the floor, two crops: 1/2
+    assert match_subjects(similarity).clone == [True, True, True]  # no floor: everyone who shares counts
+
 
 def test_hungarian_maximizes_the_total_not_greedily() -> None:
     similarity = np.array([[0.9, 0.8], [0.85, 0.1]])  # greedy would give subject 1 the 0.1 crop
@@ -73,10 +162,10 @@ def rows_of(images: Sequence[tuple[int, int, list[float | None], int, list[int |
     """scores.csv-like rows from (prompt, seed, matched cosines, n_detections, best crops)."""
     rows = []
     for prompt, seed, cosines, detections, best in images:
-        for slot, (cosine, crop) in enumerate(zip(cosines, best), start=1):
+        for slot, (cosine, best_crop) in enumerate(zip(cosines, best), start=1):
             rows.append({"prompt_id": str(prompt), "seed": str(seed), "n_subjects": str(len(cosines)),
                          "slot": str(slot), "dinov2": "0.5", "matched_dinov2": "" if cosine is None else str(cosine),
-                         "n_detections": str(detections), "best_crop": "" if crop is None else str(crop)})
+                         "n_detections": str(detections), "best_crop": "" if best_crop is None else str(best_crop)})
     return rows
 
 
@@ -95,6 +184,45 @@ def test_matched_cell_pools_subjects_and_counts_images() -> None:
     assert clone_flags(rows) == [False, False, True, True, False, False]
     for column in ("matched_scr_0.4", "count_accuracy", "clone_rate"):
         assert cell[f"{column}_lo"] <= cell[column] <= cell[f"{column}_hi"]
+
+
+def scored_rows(matches: Sequence, n_subjects: int) -> list[dict[str, str]]:
+    """scores.csv-like rows (as `score` writes them) from `ImageMatch`es, one prompt per 3 images."""
+    rows = []
+    for index, match in enumerate(matches):
+        for slot in range(n_subjects):
+            value = match.cosines[slot]
+            rows.append({"prompt_id": str(index // 3 + 1), "seed": str(index % 3), "n_subjects": str(n_subjects),
+                         "slot": str(slot + 1), "dinov2": "0.5", "matched_dinov2": "" if value is None else str(value),
+                         "n_detections": str(match.n_detections), "best_crop": str(match.best_crop[slot]),
+                         "kind": "person", "best_cosine": str(match.best_cosine[slot]),
+                         "clone": str(int(match.clone[slot])), "clone_null": str(match.clone_null[slot]),
+                         "face": "", "face_status": ""})
+    return rows
+
+
+def test_a_missed_subject_is_counted_as_missing_and_as_collapsed() -> None:
+    # 4 people requested, the detector found 3 (each exactly its subject): one is missing
+    similarity = np.eye(4)[:, :3] * 0.9 + 0.05
+    rows = scored_rows([match_subjects(similarity, clone_floor=0.4)] * 3, 4)
+    cell = matched_cell(rows, n_boot=50, seed=0)
+    assert cell["missing_rate"] == pytest.approx(0.25)
+    assert cell["matched_scr_0.4"] == pytest.approx(0.25)  # the missing one, and only it, is collapsed
+    assert cell["clone_rate"] == 0 and cell["count_accuracy"] == 0
+    assert "face" not in cell  # not scored for faces: empty, not zero
+
+
+def test_at_ten_subjects_random_best_crops_clone_at_the_null_rate() -> None:
+    """Identity-blind crops (random cosines) at N = k = 10: the clone rate is 1-(1-1/10)^9, about 0.61, not 0."""
+    rng = np.random.default_rng(0)
+    matches = [match_subjects(rng.uniform(0.5, 0.9, (10, 10)), clone_floor=0.4) for _ in range(600)]
+    cell = matched_cell(scored_rows(matches, 10), n_boot=50, seed=0)
+    expected = 1 - 0.9 ** 9
+    assert cell["clone_null"] == pytest.approx(expected)
+    assert cell["clone_rate"] == pytest.approx(expected, abs=0.02)
+    assert cell["clone_null_lo"] <= cell["clone_rate"] <= cell["clone_null_hi"] + 0.01
+    perfect = [match_subjects(np.eye(10) * 0.5 + 0.4, clone_floor=0.4) for _ in range(30)]  # each its own crop
+    assert matched_cell(scored_rows(perfect, 10), n_boot=50, seed=0)["clone_rate"] == 0
 
 
 def test_matched_cell_is_empty_when_matched_scoring_was_off() -> None:
@@ -168,8 +296,22 @@ def run_composite(image: Image.Image, refs: list[Image.Image], boxes: list[tuple
     embedder = ThumbnailEmbedder()
     ids = [f"S{i:03d}" for i in range(1, len(refs) + 1)]
     embedded = dict(zip(ids, embedder.embed([pil_source(r) for r in refs])))
-    return score_matched([pil_source(image, "composite")], [ids], {s: "person" for s in ids}, embedded, embedder,
-                         KnownBoxes(boxes), cache=None)[0]
+    return score_matched([pil_source(image, "composite")], [ids], {s: Cast("person", "a woman") for s in ids},
+                         embedded, embedder, KnownBoxes(boxes), cache=None)[0]
+
+
+def test_references_are_embedded_as_their_detected_box_padded_like_the_crops() -> None:
+    refs = references(2)
+    framed = Image.new("RGB", (256, 200), (0, 0, 0))
+    framed.paste(refs[0], (64, 36))  # the subject inside a wider photo
+    cast = {"S001": Cast("person", "a woman"), "S002": Cast("person", "a man")}
+    embedder = ThumbnailEmbedder()
+    found = reference_embeddings({"S001": pil_source(framed), "S002": pil_source(refs[1])}, cast, embedder,
+                                 KnownBoxes([(64, 36, 192, 164)]), cache=None)
+    assert found.cropped == {"S001": True, "S002": True}
+    np.testing.assert_allclose(found.embeddings["S001"], embedder.embed([pil_source(refs[0])])[0], atol=1e-5)
+    empty = reference_embeddings({"S002": pil_source(refs[1])}, cast, embedder, KnownBoxes([]), cache=None)
+    assert empty.cropped == {"S002": False}  # nothing found: the whole reference, padded
 
 
 @pytest.mark.parametrize("count", [4, 9])  # square cells: each tile is its whole reference, resized
@@ -220,20 +362,22 @@ def test_tiny_owlv2_detects_through_from_pretrained_and_is_cached(tiny_detector:
     sizes = ((160, 96), (80, 120), (64, 64))
     images = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
     sources = [pil_source(image) for image in images]
-    kinds = [frozenset({"person"}), frozenset({"person", "animal"}), frozenset({"animal"})]
+    cast = {"S1": Cast("person", "a man in a hat"), "S2": Cast("animal", "a beagle")}
+    queries = [image_queries(ids, cast, QUERIES) for ids in (["S1"], ["S1", "S2"], ["S2"])]
+    allowed = [{PERSON}, {PERSON, ANIMAL}, {ANIMAL}]
     cache = EmbeddingCache(tmp_path / "cache")
 
-    found = detect_cached(detector, sources, kinds, cache)
+    found = detect_cached(detector, sources, queries, cache)
     assert detector.forwarded == 3
-    for image, detections, allowed in zip(images, found, kinds):
+    for image, detections, kinds in zip(images, found, allowed):
         assert 1 <= len(detections) <= 5
         assert np.all(detections[:, 0] >= 0) and np.all(detections[:, 2] <= image.width)
         assert np.all(detections[:, 1] >= 0) and np.all(detections[:, 3] <= image.height)
         assert np.all(np.diff(detections[:, 4]) <= 0)  # best first
-        assert {detector.kinds[int(q)] for q in detections[:, 5]} <= allowed
+        assert {int(k) for k in detections[:, 5]} <= kinds
 
     again = Detector(settings, torch.device("cpu"))
-    for got, expected in zip(detect_cached(again, sources, kinds, EmbeddingCache(tmp_path / "cache")), found):
+    for got, expected in zip(detect_cached(again, sources, queries, EmbeddingCache(tmp_path / "cache")), found):
         np.testing.assert_array_equal(got, expected)
     assert again.forwarded == 0 and again._model is None
 
@@ -249,7 +393,7 @@ def test_matched_settings_from_params(tmp_path: Path) -> None:
     real = matched_settings({"profile": "real", "matched": {
         "enabled": True, "detector": {"id": "google/owlv2-base-patch16-ensemble", "revision": "abc"}}})
     assert real is not None and real.detector.label == "google/owlv2-base-patch16-ensemble@abc"
-    assert set(real.queries) == {"person", "animal"}
+    assert set(real.queries) == {"person", "animal"} and real.clone_floor == 0.4
     with pytest.raises(BenchError, match="params.yaml: scoring.matched.queries: no text query"):
         matched_settings({"profile": "real", "matched": {"enabled": True, "detector": {"id": "x"},
                                                           "queries": {"person": "a person"}}})

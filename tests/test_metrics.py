@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from collapsebench.reporting.metrics import (
     bootstrap_intervals,
     image_scores,
+    paired_difference_interval,
+    paired_ranks,
+    prompt_ratios,
     scr,
     summarize,
-    tie_groups,
 )
 
 
@@ -57,6 +60,46 @@ def test_bootstrap_is_seeded_paired_and_brackets_the_estimate() -> None:
     assert (low, high) == pytest.approx((first["dinov2"][0] + 0.05, first["dinov2"][1] + 0.05))
 
 
-def test_tie_groups_share_a_rank_when_intervals_overlap() -> None:
-    ranks = tie_groups({"a": (0.5, 0.6), "b": (0.55, 0.65), "c": (0.1, 0.2)}, higher_is_better=True)
-    assert ranks == {"b": 1, "a": 1, "c": 3}
+def shared_difficulty(offset: float, noise: float = 0.004, prompts: int = 15) -> list[dict]:
+    """One model's rows on 15 prompts x 3 seeds x 2 subjects whose difficulty is shared by every model."""
+    difficulty = np.random.default_rng(1).uniform(0.2, 0.8, prompts)  # the same for every model: pairing
+    jitter = np.random.default_rng(int(offset * 1000) + 2).normal(0, noise, (prompts, 3, 2))
+    return [row(p + 1, s, float(difficulty[p] + offset + jitter[p, s, k]))
+            for p in range(prompts) for s in range(3) for k in range(2)]
+
+
+def ratio(rows: list[dict], column: str = "dinov2") -> tuple[np.ndarray, np.ndarray]:
+    numerators, denominators = prompt_ratios(rows, [column])
+    return numerators[column], denominators[column]
+
+
+def test_b_equal_to_a_plus_003_ranks_strictly_ahead_although_marginal_intervals_overlap() -> None:
+    a, b = shared_difficulty(0.0), shared_difficulty(0.03)
+    marginal_a = bootstrap_intervals(a, ["dinov2"], n_boot=1000, seed=3)["dinov2"]
+    marginal_b = bootstrap_intervals(b, ["dinov2"], n_boot=1000, seed=3)["dinov2"]
+    assert marginal_b[0] < marginal_a[1]  # the marginal intervals overlap: the old rule tied them
+    low, high = paired_difference_interval(ratio(b), ratio(a), n_boot=1000, seed=3)
+    assert 0.02 < low < 0.03 < high < 0.04
+    assert paired_ranks({"A": ratio(a), "B": ratio(b)}, higher_is_better=True, n_boot=1000, seed=3) == {"B": 1, "A": 2}
+
+
+def test_paired_ranks_count_the_models_ahead_beyond_doubt_whatever_the_order() -> None:
+    # Shifts 0, .05, .11 on shared prompts; B is noisy per prompt: C beats A, neither is resolved against B.
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.3, 0.7, 15)
+    cells = {}
+    for name, shift, noise in (("A", 0.0, 0.01), ("B", 0.05, 0.25), ("C", 0.11, 0.01)):
+        jitter = rng.normal(0, noise, 15)
+        cells[name] = (base + shift + jitter - jitter.mean(), np.ones(15))  # point estimates exactly .05 apart
+    ranks = paired_ranks(cells, higher_is_better=True, n_boot=1000, seed=5)
+    assert ranks == {"C": 1, "B": 1, "A": 2}  # the old midpoint walk gave A = 3
+    reordered = paired_ranks(dict(reversed(list(cells.items()))), higher_is_better=True, n_boot=1000, seed=5)
+    assert reordered == ranks
+    lower_is_better = paired_ranks(cells, higher_is_better=False, n_boot=1000, seed=5)
+    assert lower_is_better == {"A": 1, "B": 1, "C": 2}
+
+
+def test_identical_models_tie_even_when_bca_is_undefined() -> None:
+    zeros = (np.zeros(15), np.full(15, 6.0))  # SCR 0 on every prompt: every resample differs by exactly 0
+    assert paired_difference_interval(zeros, zeros, n_boot=200, seed=1) == (0.0, 0.0)
+    assert paired_ranks({"x": zeros, "y": zeros}, True, n_boot=200, seed=1) == {"x": 1, "y": 1}

@@ -39,7 +39,8 @@ def test_dvc_repro_is_idempotent_and_reruns_only_the_changed_model(workdir: Path
     run(["dvc", "init", "-q"], workdir)
 
     first = run(["dvc", "repro"], workdir)
-    assert {"generate@collage", "generate@floor", "score@collage", "score@floor", "report", "site"} <= ran_stages(first)
+    assert {"generate@collage", "generate@floor", "score@collage", "score@floor", "validity", "report",
+            "site"} <= ran_stages(first)
     assert (workdir / "results/table1.csv").is_file()
     assert (workdir / "public/index.html").is_file()
     assert (workdir / "results/figures/fig4_trends.png").is_file()
@@ -59,8 +60,8 @@ def test_dvc_repro_is_idempotent_and_reruns_only_the_changed_model(workdir: Path
     # Code deps are the stage folders: an edit reruns exactly the stages whose output that code shapes.
     expected = {
         "src/collapsebench/benchmark/suite.py": {"generate@collage", "generate@floor", "score@collage",
-                                                  "score@floor", "report", "site"},  # prompt rendering
-        "src/collapsebench/scoring/detection.py": {"score@collage", "score@floor"},  # the scoring half of matched SCR
+                                                  "score@floor", "validity", "report", "site"},  # prompt rendering
+        "src/collapsebench/scoring/detection.py": {"score@collage", "score@floor", "validity"},  # scoring half
         "src/collapsebench/reporting/matched_cells.py": {"report", "site"},  # its report half: no rescoring
         "src/collapsebench/leaderboard/gallery.py": {"site"},
     }

@@ -54,14 +54,9 @@ def cmd_generate(args: argparse.Namespace, params: dict[str, Any]) -> int:
         return scale_out(args, params, config, all_jobs, instance.pool)
     jobs = select_shard(all_jobs, args.shard)
     if (args.runner or config.runner) == "docker":
-        from collapsebench.core.containers import build_root
-        from collapsebench.core.hub import default_hub_cache
-        from collapsebench.generation.runners.docker import DockerRun, run_in_docker
+        from collapsebench.generation.runners.docker import docker_run, run_in_docker
 
-        run = DockerRun(config=config, repo_root=build_root(), params_path=args.params, params=params,
-                        models_dir=args.models_dir, results_dir=args.results, shard=args.shard,
-                        hub_cache=args.model_cache or default_hub_cache(), base_image=args.base_image, gpu=args.gpu)
-        return run_in_docker(run)
+        return run_in_docker(docker_run(args, params, config))
     from collapsebench.generation.runners.local import run_local
 
     return run_local(config, jobs, instance.pool, shard_dir(args.results / "models" / args.model, args.shard),
@@ -123,6 +118,16 @@ def cmd_report(args: argparse.Namespace, params: dict[str, Any]) -> int:
         if not item.complete:
             print(f"report: {item.model} is {item.describe()}; shown as incomplete, not ranked "
                   f"(missing jobs: {args.results / 'coverage.csv'})", file=sys.stderr)
+    return 0
+
+
+def cmd_validity(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from collapsebench.scoring.validity_study import run_validity_study
+
+    _quiet_libraries()
+    summary = run_validity_study(params, args.results, str(args.params))
+    print(f"validity: {summary['composites']} composites ({summary['profile']} backbones) -> "
+          f"{args.results / 'validity'}")
     return 0
 
 
@@ -323,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-dockerfile", help="docker: the scoring image's Dockerfile (default: docker/eval/Dockerfile)")
     p.add_argument("--base-image", help="docker: BASE_IMAGE build argument (e.g. a locally made base)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("validity", help="the known-truth metric-validity study -> results/validity/")
+    p.set_defaults(func=cmd_validity)
 
     p = sub.add_parser("site", help="build the static leaderboard site")
     p.add_argument("--out", type=Path, default=Path("public"))

@@ -84,7 +84,7 @@ class Status:
 def needed_weights(params: Mapping[str, Any], models_dir: Path, models: Sequence[str],
                    scoring: bool) -> list[Needed]:
     """The checkpoints of `models` (their model.yaml pins) and, with `scoring`, of the real scoring profile
-    (backbones, and the detector when matched SCR is on), each once. Neither given: what params.yaml's
+    (backbones, the detector when matched SCR is on, the face networks when face identity is on), each once. Neither given: what params.yaml's
     pipeline runs (its `models`, and the scoring checkpoints when its profile is real)."""
     if not models and not scoring:
         models = list(params.get("models") or [])
@@ -104,6 +104,9 @@ def needed_weights(params: Mapping[str, Any], models_dir: Path, models: Sequence
         specs = {**config.backbones, **({"detector": config.matched.detector} if config.matched else {})}
         for name, spec in specs.items():
             add(WeightsPin(spec.source, spec.revision), f"scoring {name}")
+        if config.face is not None:  # face identity: two ONNX files, each in its own pinned repository
+            for onnx in (config.face.detector, config.face.recognizer):
+                add(WeightsPin(onnx.source, onnx.revision), f"scoring {onnx.name}")
     return list(found.values())
 
 

@@ -39,7 +39,7 @@ def bpe_vocabulary_file() -> Path:
     raise BenchError(f"the CLIP BPE vocabulary ({VOCAB_FILE}) was not found: install it with `{INSTALL_HINT}`")
 
 
-def _bytes_to_unicode() -> list[str]:
+def byte_symbols() -> list[str]:
     """CLIP's byte symbols in CLIP's vocabulary order: the printable bytes as themselves, then the other bytes
     mapped past 255 (byte-level BPE works on these characters; the order fixes the token ids)."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
@@ -52,7 +52,7 @@ def write_tokenizer_files(folder: Path) -> Path:
     """Write vocab.json, merges.txt and the special-token map of the real CLIP tokenizer into `folder`."""
     lines = gzip.open(bpe_vocabulary_file(), "rt", encoding="utf-8").read().split("\n")
     merges = [tuple(line.split()) for line in lines[1:N_MERGES + 1]]
-    symbols = _bytes_to_unicode()
+    symbols = byte_symbols()
     tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges] + \
         ["<|startoftext|>", "<|endoftext|>"]
     folder.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 THRESHOLDS = (0.4, 0.5, 0.6)  # the paper's SCR thresholds; 0.4 is its headline
 HEADLINE_TAU = 0.4
+FACE_TAU = 0.363  # SFace's published cosine threshold for "same person" (OpenCV zoo, LFW-calibrated)
 SCR_SOURCE = "dinov2"  # SCR counts subjects by their DINOv2 cosine (the paper's definition)
 
 
@@ -34,6 +35,13 @@ RAW_SCORES = (
     RawScore("clip_t", "clip", "whole image vs the rendered prompt, CLIP (the same value on every subject row)"),
 )
 MATCHED_RAW = ("matched_dinov2", "n_detections", "best_crop")  # empty when matched SCR is disabled
+# Added after MATCHED_RAW (older scores.csv files lack them and are still read; see reporting/matched_cells.py):
+# the subject's kind; the cosine of its best same-kind crop; 1/0 when it shares that crop with another subject
+# and both clear the clone floor; the chance of that under the permutation null; the face-recognition cosine of
+# its assigned face (people only) and face_status: matched | missing (no face left for it) | no_reference (no
+# face found in its reference: not counted) | empty (an animal, or face scoring off).
+INSTANCE_RAW = ("kind", "best_cosine", "clone", "clone_null", "face", "face_status")
+FACE_STATUSES = ("matched", "missing", "no_reference")
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,8 @@ class Metric:
       - `image_mean`: mean over the cell's images of the mean over each image's subjects of `source`;
       - `pooled_below`: share of the cell's (image, subject) pairs whose `source` cosine is below `tau`
         (a micro-average over subject instances: the paper's SCR);
-      - `matched`: computed by reporting/matched_cells.py from the matched columns of scores.csv.
+      - `matched`: computed by reporting/matched_cells.py from the matched columns of scores.csv;
+      - `face`: computed by reporting/matched_cells.py from `face` / `face_status` (person subjects only).
     """
 
     column: str
@@ -68,6 +77,15 @@ METRICS: tuple[Metric, ...] = (
     Metric("dinov2", "DINOv2", "image_mean", "dinov2", True, False,
            "image-reference cosine (DINOv2), mean over subjects; higher is better", paper=True, ranked=True,
            headline=True),
+    # Face identity sits beside DINOv2 (its column order is the site's); people only, empty for animal-only cells.
+    Metric("face", "face ID", "face", "face", True, False,
+           "face-recognition cosine (YuNet + SFace) of each person's assigned face to the face in its reference, "
+           "mean over the people whose face was found; animals have none"),
+    Metric("face_scr", f"Face-SCR@{FACE_TAU:g}", "face", "face", False, True,
+           f"share of people whose assigned face's cosine is below {FACE_TAU:g} (SFace's same-identity threshold) "
+           "or who have no face; lower is better", tau=FACE_TAU),
+    Metric("face_missing", "faces missing", "face", "face_status", False, True,
+           "share of people left without a detected face (part of Face-SCR, shown apart)"),
     Metric("dino", "DINO", "image_mean", "dino", True, False,
            "image-reference cosine (DINO v1 ViT-S/16), mean over subjects"),
     *(Metric(f"scr_{tau:g}", f"SCR@{tau:g}", "pooled_below", SCR_SOURCE, False, True,
@@ -75,13 +93,20 @@ METRICS: tuple[Metric, ...] = (
              paper=tau == HEADLINE_TAU, ranked=True, headline=tau == HEADLINE_TAU)
       for tau in THRESHOLDS),
     *(Metric(f"matched_scr_{tau:g}", f"matched SCR@{tau:g}", "matched", "matched_dinov2", False, True,
-             f"share of subjects whose matched crop's DINOv2 cosine is below {tau:g} (no crop counts as "
-             "collapsed); lower is better", tau=tau)
+             f"share of subjects whose matched crop's DINOv2 cosine is below {tau:g} (a subject the detector "
+             "missed counts as collapsed); lower is better", tau=tau)
       for tau in THRESHOLDS),
+    Metric("missing_rate", "missing", "matched", "matched_dinov2", False, True,
+           "share of subjects left without a detected person/animal of their kind (part of matched SCR, shown "
+           "apart: detection failure, not identity failure)"),
     Metric("count_accuracy", "count accuracy", "matched", "n_detections", True, True,
            "share of images with exactly N detected people/animals"),
-    Metric("clone_rate", "clone rate", "matched", "best_crop", False, True,
-           "share of subjects whose best-matching crop is also another subject's best match; lower is better"),
+    Metric("clone_rate", "clone rate", "matched", "clone", False, True,
+           "share of subjects whose best same-kind crop is also another subject's, both above the clone floor; "
+           "lower is better; compare with its null"),
+    Metric("clone_null", "clone rate (null)", "matched", "clone_null", False, True,
+           "the clone rate expected if each subject's best crop were drawn at random among its image's crops of "
+           "its kind (permutation null; 1-(1-1/k)^(m-1) per subject)"),
 )
 BY_COLUMN = {metric.column: metric for metric in METRICS}
 
@@ -95,11 +120,14 @@ SIMILARITY_COLUMNS = columns("image_mean")
 SCR_COLUMNS = columns("pooled_below")
 INTERVAL_COLUMNS = SIMILARITY_COLUMNS + SCR_COLUMNS  # the paper-style columns, each with _lo/_hi
 MATCHED_COLUMNS = columns("matched")
+FACE_COLUMNS = columns("face")
+INSTANCE_COLUMNS = MATCHED_COLUMNS + FACE_COLUMNS  # filled by reporting/matched_cells.py, empty when not scored
 RANKED = {m.column: m.higher_is_better for m in METRICS if m.ranked}
-RANK_COLUMNS = tuple(f"rank_{column}" for column in RANKED)
+RANK_NOTE = "rank_note"  # why a reproduced row has no rank (incomplete scores, broken pairing); the site shows it
+RANK_COLUMNS = tuple(f"rank_{column}" for column in RANKED) + (RANK_NOTE,)
 HEADLINE_COLUMNS = tuple(m.column for m in METRICS if m.headline)
 SCORE_KEYS = ("model", "prompt_id", "seed", "n_subjects", "scene", "slot", "subject_id")  # one row per (image, subject)
-SCORE_COLUMNS = SCORE_KEYS + tuple(raw.column for raw in RAW_SCORES) + MATCHED_RAW
+SCORE_COLUMNS = SCORE_KEYS + tuple(raw.column for raw in RAW_SCORES) + MATCHED_RAW + INSTANCE_RAW
 
 
 def scr_threshold(column: str) -> float | None:

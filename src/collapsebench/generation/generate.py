@@ -67,13 +67,12 @@ def run_generate(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject],
 
     `labels` (pool id, casting digest) go into every new manifest line: results say which instance they are of.
     """
-    print_ = config.fingerprint()
     manifest = Manifest(out_dir)
     with model_lock(out_dir):
         for folder in (out_dir, out_dir / IMAGES):  # temp files of a killed run (we hold the lock: none is live)
             remove_stale_temp_files(folder)
-        inputs = job_inputs(jobs, pool)
-        done = manifest.verified({key: {"fingerprint": print_, "inputs": value} for key, value in inputs.items()})
+        stamps = job_stamps(config, jobs, pool)
+        done = manifest.verified(stamps)
         pending = [job for job in jobs if job.key not in done]
         failed: list[str] = []
         if pending:
@@ -82,8 +81,7 @@ def run_generate(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject],
             context = {**run_context(runner), **(labels or {})}
             for job in tqdm(pending, desc=f"generate {config.name}", unit="img"):
                 try:
-                    record = _make_one(adapter, config, job, pool, out_dir, context,
-                                       stamp={"fingerprint": print_, "inputs": inputs[job.key]})
+                    record = _make_one(adapter, config, job, pool, out_dir, context, stamp=stamps[job.key])
                 except BenchError:
                     raise
                 except Exception as error:  # one bad job (e.g. CUDA OOM) must not stop the others
@@ -94,6 +92,13 @@ def run_generate(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject],
                 done[job.key] = record
         manifest.write(done.values())  # one current line per finished job: drops stale, torn and foreign lines
         return GenerateReport(made=len(pending) - len(failed), skipped=len(jobs) - len(pending), failed=failed)
+
+
+def job_stamps(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject]) -> dict[str, dict[str, str]]:
+    """Per job key, what a finished image's manifest line must carry to count as done: the model
+    configuration's fingerprint and the hash of the job's inputs. Sharded launchers count and seed with it too."""
+    fingerprint = config.fingerprint()
+    return {key: {"fingerprint": fingerprint, "inputs": value} for key, value in job_inputs(jobs, pool).items()}
 
 
 def _make_one(adapter: Any, config: ModelConfig, job: Job, pool: dict[str, Subject], out_dir: Path,

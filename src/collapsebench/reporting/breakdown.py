@@ -2,22 +2,45 @@
 
 Table 1 pools the three scene types; the per-scene table splits each
 (model, subject count) cell by scene so a reader can see whether occlusion or
-interaction is what breaks a model. Ranks are given as tie groups (models
-whose bootstrap intervals overlap share a rank) because with 5 prompts per
-cell most differences between close models are not resolved by the data.
+interaction is what breaks a model. Ranks come from paired-bootstrap
+intervals of the differences between models (reporting/metrics.py
+`paired_ranks`): a model's rank is 1 + the number of models ahead of it beyond
+doubt, so models whose difference is not resolved share a rank. Pairing is
+checked first: every model of a cell must hold the same (prompt, seed) images;
+a row that breaks it is not ranked, and `rank_note` in table1.csv says why.
 """
 
 from __future__ import annotations
 
-import math
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence, Set
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from collapsebench.benchmark.model_config import ModelConfig
-from collapsebench.core.metric_table import RANKED
-from collapsebench.reporting.metrics import bootstrap_intervals, summarize, tie_groups
+from collapsebench.core.metric_table import RANK_NOTE, RANKED
+from collapsebench.reporting.metrics import (
+    bootstrap_intervals,
+    paired_ranks,
+    prompt_ratios,
+    summarize,
+)
+
+PAIRED = "_paired"  # a Table 1 row's private key: what paired ranking needs (never written to a file)
+
+
+@dataclass(frozen=True)
+class PairedCell:
+    """One model's cell as the paired ranking sees it: which images, and the per-prompt ratios of each metric."""
+
+    jobs: frozenset[tuple[int, int]]  # (prompt_id, seed)
+    numerators: dict[str, np.ndarray]  # per prompt, sorted by prompt id
+    denominators: dict[str, np.ndarray]
+    n_boot: int
+    seed: int
 
 # metric -> higher is better; the metrics a reader ranks models by.
 PER_SCENE_KEYS = ("model", "display_name", "kind", "n_subjects", "scene", "source", "backbones")
@@ -32,6 +55,10 @@ def cell_summary(cell: Sequence[dict[str, str]], columns: Sequence[str], n_boot:
     present = [column for column in columns if column in summary]
     for column, (low, high) in bootstrap_intervals(cell, present, n_boot=n_boot, seed=seed).items():
         summary[f"{column}_lo"], summary[f"{column}_hi"] = low, high
+    ranked = [column for column in RANKED if column in summary]
+    numerators, denominators = prompt_ratios(cell, ranked)
+    summary[PAIRED] = PairedCell(frozenset((int(r["prompt_id"]), int(r["seed"])) for r in cell), numerators,
+                                 denominators, n_boot, seed)
     return summary
 
 
@@ -58,21 +85,53 @@ def per_scene_rows(config: ModelConfig, rows: Sequence[dict[str, str]], backbone
 
 
 def add_tie_ranks(table: list[dict[str, Any]], unranked: Set[str] = frozenset()) -> None:
-    """Set `rank_<metric>` on reproduced rows, ranking within (kind, backbones, pool, subject count).
+    """Set `rank_<metric>` (or `rank_note`) on reproduced rows, ranking within (kind, backbones, pool, count).
 
     Models are only compared with models scored by the same backbones on the same subject pool (another pool is
     another benchmark instance) at the same subject count, and calibration rows only with each other. Reported
-    rows have no intervals, so they get no rank rather than a made-up one.
+    rows have no per-prompt scores, so they get no rank rather than a made-up one. `unranked` models (scores that
+    do not cover the benchmark) and rows that break the pairing of their cell get a `rank_note` instead.
     """
     groups: dict[tuple[str, str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for row in table:
-        if row.get("source") == "reproduced" and row["model"] not in unranked:
+        if row.get("source") != "reproduced":
+            continue
+        if row["model"] in unranked:
+            row[RANK_NOTE] = "not ranked: its scores do not cover the benchmark (see coverage.csv)"
+        elif not isinstance(row.get(PAIRED), PairedCell):
+            row[RANK_NOTE] = "not ranked: no per-prompt scores"
+        else:
             groups[(row["kind"], row["backbones"], row.get("pool", ""), int(row["n_subjects"]))].append(row)
     for rows in groups.values():
+        paired = [row for row in rows if _check_pairing(row, rows)]
         for metric, higher_is_better in RANKED.items():
-            rankable = [r for r in rows if all(isinstance(r.get(f"{metric}_{end}"), float)
-                                               and math.isfinite(r[f"{metric}_{end}"]) for end in ("lo", "hi"))]
-            ranks = tie_groups({r["model"]: (r[f"{metric}_lo"], r[f"{metric}_hi"]) for r in rankable},
-                               higher_is_better)
-            for row in rankable:
-                row[f"rank_{metric}"] = ranks[row["model"]]
+            cells = {r["model"]: (r[PAIRED].numerators[metric], r[PAIRED].denominators[metric])
+                     for r in paired if metric in r[PAIRED].numerators}
+            if not cells:
+                continue
+            first = paired[0][PAIRED]
+            for model, rank in paired_ranks(cells, higher_is_better, first.n_boot, first.seed).items():
+                next(r for r in paired if r["model"] == model)[f"rank_{metric}"] = rank
+
+
+def _check_pairing(row: dict[str, Any], rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether `row` holds the cell's images (the set most of its models share; on a tie the larger one).
+
+    When it does not, its `rank_note` names what it lacks or adds: its draws would not be paired.
+    """
+    counts = Counter(r[PAIRED].jobs for r in rows)
+    reference = max(counts, key=lambda jobs: (counts[jobs], len(jobs), sorted(jobs)))
+    jobs = row[PAIRED].jobs
+    if jobs == reference:
+        return True
+    missing, extra = sorted(reference - jobs), sorted(jobs - reference)
+    parts = ([f"lacks {_jobs_text(missing)} that the other models of this cell have"] if missing else []) + (
+        [f"has {_jobs_text(extra)} that they lack"] if extra else [])
+    row[RANK_NOTE] = "not ranked: pairing broken: it " + " and ".join(parts)
+    return False
+
+
+def _jobs_text(jobs: Sequence[tuple[int, int]], shown: int = 6) -> str:
+    """`prompt 12 seed 0, prompt 12 seed 1 (+3 more)`."""
+    text = ", ".join(f"prompt {p} seed {s}" for p, s in jobs[:shown])
+    return text + (f" (+{len(jobs) - shown} more)" if len(jobs) > shown else "")

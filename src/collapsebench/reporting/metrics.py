@@ -8,16 +8,24 @@ Definitions (DESIGN.md, the paper is the reference):
   #pairs with DINOv2 cosine < tau / #pairs (a micro-average over subject
   instances, NOT the mean of per-image rates: a 10-subject image weighs 5x a
   2-subject one within mixed pools, and 44/90 at N=2 is the paper's 48.9%);
-- uncertainty: a paired cluster bootstrap over prompts.
+- uncertainty: a paired cluster bootstrap over prompts;
+- ranks: from paired-bootstrap intervals of the DIFFERENCES between models
+  (`paired_ranks`), never from overlapping marginal intervals. With 15 prompts
+  per cell the bootstrap sees only 15 clusters: its intervals are somewhat too
+  narrow (about sqrt(14/15) for a mean, more for skewed ratios), so BCa
+  intervals (bias- and skew-corrected) are used, and a tie means "not resolved
+  by 15 prompts", never "equal".
 """
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from statistics import fmean
 
 import numpy as np
+from scipy import stats
 
 from collapsebench.core.metric_table import (
     BY_COLUMN,
@@ -71,6 +79,16 @@ def bootstrap_intervals(rows: Sequence[Row], columns: Sequence[str], n_boot: int
     the bootstrap is paired across models, and reruns give the same numbers.
     Each statistic is a ratio of per-prompt sums, so a resample is a gather + sum.
     """
+    numerators, denominators = prompt_ratios(rows, columns)
+    return ratio_intervals(numerators, denominators, n_boot, seed, level)
+
+
+def prompt_ratios(rows: Sequence[Row], columns: Sequence[str]) -> tuple[dict[str, np.ndarray],
+                                                                        dict[str, np.ndarray]]:
+    """Per prompt (sorted by id), the numerator and denominator of each column's cell statistic.
+
+    SCR@tau: collapsed pairs / pairs; a similarity: the sum of image means / images.
+    """
     by_prompt: dict[int, list[Row]] = defaultdict(list)
     for row in rows:
         by_prompt[int(row["prompt_id"])].append(row)
@@ -79,13 +97,14 @@ def bootstrap_intervals(rows: Sequence[Row], columns: Sequence[str], n_boot: int
     for column in columns:
         tau = scr_threshold(column)
         if tau is not None:
-            numerators[column] = np.array([sum(float(r[SCR_SOURCE]) < tau for r in rows_) for rows_ in prompts])
+            numerators[column] = np.array([sum(float(r[SCR_SOURCE]) < tau for r in rows_) for rows_ in prompts],
+                                          dtype=float)
             denominators[column] = np.array([len(rows_) for rows_ in prompts], dtype=float)
         else:
             per_prompt = [image_scores(rows_, column) for rows_ in prompts]
             numerators[column] = np.array([sum(scores.values()) for scores in per_prompt])
             denominators[column] = np.array([len(scores) for scores in per_prompt], dtype=float)
-    return ratio_intervals(numerators, denominators, n_boot, seed, level)
+    return numerators, denominators
 
 
 def ratio_intervals(numerators: Mapping[str, np.ndarray], denominators: Mapping[str, np.ndarray], n_boot: int,
@@ -110,22 +129,56 @@ def ratio_intervals(numerators: Mapping[str, np.ndarray], denominators: Mapping[
     return intervals
 
 
-def tie_groups(intervals: Mapping[str, tuple[float, float]], higher_is_better: bool) -> dict[str, int]:
-    """Rank models, giving one rank to each run of models whose intervals overlap the group leader's.
+Ratio = tuple[np.ndarray, np.ndarray]  # per-prompt numerators and denominators of one model's cell statistic
 
-    Models are sorted by interval midpoint; a model joins the current group when
-    its interval overlaps the interval of the group's first (best) model.
+
+def paired_difference_interval(a: Ratio, b: Ratio, n_boot: int, seed: int,
+                               level: float = 0.95) -> tuple[float, float]:
+    """The interval of ratio(a) - ratio(b) when prompts are resampled together for both models.
+
+    BCa (`scipy.stats.bootstrap`, paired); where BCa is undefined (every
+    resample gives the same difference, e.g. two models at SCR 0 everywhere)
+    the percentile interval of the same resamples, which is then that value.
     """
-    order = sorted(intervals, key=lambda m: sum(intervals[m]) / 2, reverse=higher_is_better)
-    ranks: dict[str, int] = {}
-    rank, leader = 0, None
-    for position, model in enumerate(order, start=1):
-        low, high = intervals[model]
-        if leader is None or not _overlap(intervals[leader], (low, high)):
-            rank, leader = position, model
-        ranks[model] = rank
-    return ranks
+    def difference(na: np.ndarray, da: np.ndarray, nb: np.ndarray, db: np.ndarray, axis: int = -1) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return na.sum(axis=axis) / da.sum(axis=axis) - nb.sum(axis=axis) / db.sum(axis=axis)
+
+    data = (a[0], a[1], b[0], b[1])
+    if len(a[0]) < 2:
+        value = float(difference(*data))
+        return value, value
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # BCa's degenerate-data warning: handled below
+        result = stats.bootstrap(data, difference, paired=True, vectorized=True, n_resamples=n_boot,
+                                 confidence_level=level, method="BCa", rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    if np.isfinite(low) and np.isfinite(high):
+        return float(low), float(high)
+    draws = result.bootstrap_distribution[np.isfinite(result.bootstrap_distribution)]
+    if not len(draws):
+        return float("nan"), float("nan")
+    alpha = (1 - level) / 2
+    return float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha))
 
 
-def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
-    return a[0] <= b[1] and b[0] <= a[1]
+def paired_ranks(cells: Mapping[str, Ratio], higher_is_better: bool, n_boot: int, seed: int,
+                 level: float = 0.95) -> dict[str, int]:
+    """Rank = 1 + the number of models that are ahead of this one beyond doubt.
+
+    "Ahead beyond doubt" = the paired-bootstrap interval of their difference
+    excludes 0 on the better side. Models whose differences are not resolved
+    share a rank (a tie group). This does not depend on the order models are
+    visited in, and a model that is ahead of another on every prompt by a small
+    constant ranks strictly ahead even when their marginal intervals overlap.
+    All `cells` must hold the same prompts in the same order (paired).
+    """
+    models = sorted(cells)
+    behind = {model: 0 for model in models}
+    for i, first in enumerate(models):
+        for second in models[i + 1:]:
+            low, high = paired_difference_interval(cells[first], cells[second], n_boot, seed, level)
+            first_ahead, second_ahead = (low > 0, high < 0) if higher_is_better else (high < 0, low > 0)
+            behind[second] += first_ahead
+            behind[first] += second_ahead
+    return {model: 1 + count for model, count in behind.items()}

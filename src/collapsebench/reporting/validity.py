@@ -8,7 +8,9 @@ reports is a property of the metric, not of a model. The prediction is
 written down first (`PREDICTION`, fixed text); the measured part of
 results/validity.md is generated from Table 1 rows at report time, with an
 automatic check of each predicted behaviour, and says so when the numbers come
-from smoke (random-weight) backbones.
+from smoke (random-weight) backbones. The known-truth study (composites with k
+of N identities present; scoring/validity_study.py, its text in
+reporting/study_page.py) follows as the second part of the same file.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from collapsebench.core.io import atomic_write_text  # noqa: E402
 from collapsebench.core.metric_table import BY_COLUMN, HEADLINE_TAU  # noqa: E402
+from collapsebench.reporting import study_page  # noqa: E402
 from collapsebench.reporting.figures import index_figure, save  # noqa: E402
 from collapsebench.reporting.tables import is_result, is_smoke  # noqa: E402
 
@@ -64,11 +67,13 @@ WHAT_EACH_METRIC_SEES = """\
 | metric | sees | cannot see |
 |---|---|---|
 | whole-image SCR / DINOv2 (paper) | whether each reference's look is present somewhere in the scene | where, or how many times; each subject is one of N in the frame, so it is diluted as N grows (see the prediction) |
-| CLIP-I | global semantic similarity of the scene to each reference | identity details; diluted like DINOv2 |
+| CLIP-I | global semantic similarity of the scene to each reference | identity details: a group of other people of the same age and dress scores nearly as high; diluted like DINOv2 |
 | CLIP-T | agreement of the scene with the prompt text | identity |
-| matched SCR | each detected individual against each subject, one to one | subjects the detector misses (counted collapsed), crops cut by occlusion; it inherits the detector's errors |
+| matched SCR | each detected individual against each subject of its kind, one to one; crop and reference both padded to a square, so heads and tails survive the backbone's center crop | an individual the detector misses (counted collapsed, and shown apart as "missing"); a crop cut by occlusion or holding two people; identity below DINOv2's resolution (faces at 100 px) |
+| missing | subjects left without a detection of their kind: detection failure, told apart from identity failure | why the detector missed (absent subject, occlusion, odd style) |
 | count accuracy | whether the image holds N people/animals | who they are |
-| clone rate | several subjects best matched by one rendered individual (homogenization) | a clone the detector merges into one box |
+| clone rate (+ null) | several subjects whose best crop is one rendered individual, each above the clone floor, against what random best crops would give (1-(1-1/k)^(m-1)) | a clone the detector merges into one box; clones below the floor (they count as missing or collapsed instead) |
+| face ID / Face-SCR (people) | face-recognition identity of each person's assigned face (YuNet + SFace), one to one | animals (empty, not zero); faces turned away, tiny (under about 10 px after letterboxing to 640) or hidden (missing); people whose reference shows no face (not counted); stylized faces the recognizer was not trained on; the face detector is kind-blind, so an animal's face can be assigned to a person |
 """
 
 
@@ -199,7 +204,8 @@ def stem(smoke: bool) -> str:
 
 
 def write_validity_study(results_dir: Path, table: Sequence[dict[str, Any]]) -> None:
-    """results/validity.md + results/figures/[smoke_]validity.png|svg (call after the other figures are drawn).
+    """results/validity.md + results/figures/[smoke_]validity.png|svg (call after the other figures are drawn),
+    plus the known-truth study's section and figure ([smoke_]validity_study) when results/validity/ has it.
 
     Rows scored with real backbones are studied when there are any; smoke rows
     only otherwise, so a random-weight number is never mixed into a result.
@@ -210,4 +216,7 @@ def write_validity_study(results_dir: Path, table: Sequence[dict[str, Any]]) -> 
     real = [row for row in reproduced if is_result(row)]
     selected = real or [row for row in reproduced if is_smoke(row)]
     figure(selected, results_dir / "figures")
-    atomic_write_text(results_dir / "validity.md", render(selected))
+    study = study_page.load_summary(results_dir)
+    if study is not None:
+        study_page.figure(study, results_dir / "figures")
+    atomic_write_text(results_dir / "validity.md", render(selected) + "\n" + study_page.render(study))

@@ -27,6 +27,7 @@ from collapsebench.scoring.detection import (
     DEFAULT_QUERIES,
     MatchedSettings,
 )
+from collapsebench.scoring.face import FaceSettings, face_settings
 
 PROFILES = ("smoke", "real")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -47,6 +48,7 @@ class ScoringConfig:
     cache_dir: Path | None  # embedding cache; None embeds without it
     batch_size: int = 16
     dtype: str = "auto"  # auto: float16 on CUDA, float32 on CPU
+    face: FaceSettings | None = None  # None: the face-identity columns stay empty
 
     def torch_dtype(self, device: torch.device) -> torch.dtype:
         if self.dtype == "auto":
@@ -84,7 +86,8 @@ class ScoringConfig:
             raise BenchError(f"{key}.batch_size must be at least 1")
         cache_dir = block.get("cache_dir", DEFAULT_CACHE_DIR)
         return cls(profile="custom" if overrides or detector else profile, backbones=backbones, matched=matched,
-                   batch_size=batch_size, dtype=dtype, cache_dir=Path(cache_dir) if cache_dir else None)
+                   batch_size=batch_size, dtype=dtype, cache_dir=Path(cache_dir) if cache_dir else None,
+                   face=face_settings(block, profile, smoke_dir, key))
 
 
 def _folder(option: str, path: str | Path) -> str:
@@ -131,7 +134,7 @@ def _matched(block: Mapping[str, Any], profile: str, smoke_dir: Path, key: str) 
         raise BenchError(f"{key}.queries: no text query for subject kind(s) {missing}")
     settings = MatchedSettings(spec, queries, float(matched.get("score_threshold", 0.2)),
                                float(matched.get("nms_iou", 0.3)), int(matched.get("max_detections", 20)),
-                               int(matched.get("batch_size", 4)))
+                               int(matched.get("batch_size", 4)), float(matched.get("clone_floor", 0.4)))
     if not 0 <= settings.score_threshold < 1 or not 0 < settings.nms_iou <= 1:
         raise BenchError(f"{key}: score_threshold must be in [0, 1) and nms_iou in (0, 1]")
     if settings.max_detections < 1 or settings.batch_size < 1:

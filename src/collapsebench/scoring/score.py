@@ -35,6 +35,7 @@ from collapsebench.scoring.config import ScoringConfig
 from collapsebench.scoring.detection import (
     Detector,
     ImageMatch,
+    reference_embeddings,
     score_matched,
 )
 from collapsebench.scoring.embed_cache import (
@@ -43,6 +44,7 @@ from collapsebench.scoring.embed_cache import (
     ImageSource,
     file_source,
 )
+from collapsebench.scoring.face import FaceMatch, FaceModels, score_faces
 
 
 @dataclass
@@ -93,15 +95,18 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], config: Scori
     forwarded: dict[str, int] = {}
     matches: list[ImageMatch] | None = None
     detector: Detector | None = None
+    cast = {s: pool[s] for s in references}
+    references_cropped: dict[str, bool] = {}
     device = pick_device()
     for name in BACKBONE_NAMES:
         engine = EmbeddingEngine(config.backbones[name], cache, batch_size, device, config.torch_dtype(device))
         resolved[name] = engine.description["weights"].get("commit")
-        cosines[name], generated, embedded = pair_cosines(engine, images, subjects, references, f"score {model}")
+        cosines[name], generated, _ = pair_cosines(engine, images, subjects, references, f"score {model}")
         if name == "dinov2" and config.matched is not None:
             detector = Detector(config.matched, engine.device, config.torch_dtype(engine.device))
-            matches = score_matched(images, subjects, {s: pool[s].kind for s in references}, embedded, engine,
-                                    detector, cache)
+            matched_refs = reference_embeddings(references, cast, engine, detector, cache)
+            references_cropped = matched_refs.cropped
+            matches = score_matched(images, subjects, cast, matched_refs.embeddings, engine, detector, cache)
         if name == "clip":
             text = ClipText(engine.backbone)
             prompts = [r["prompt"] for r in records]
@@ -114,6 +119,12 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], config: Scori
         engine.close()
     if detector is not None:
         weights["detector"] = weights_record("detector", detector.settings.detector, detector.description["detector"])
+    faces: list[list[FaceMatch]] | None = None
+    face_models = FaceModels(config.face) if config.face is not None else None
+    reference_faces: dict[str, bool] = {}
+    if face_models is not None:
+        faces, reference_faces = score_faces(face_models, images, subjects, cast, references, cache)
+        weights.update(face_models.records())
 
     rows: list[dict[str, Any]] = []
     for i, record in enumerate(records):
@@ -124,6 +135,8 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], config: Scori
                 **{raw.column: float(clip_t[i]) if raw.column == "clip_t" else float(cosines[raw.backbone][i][slot - 1])
                    for raw in RAW_SCORES},
                 **(_matched_values(matches[i], slot) if matches is not None else {}),
+                "kind": pool[subject_id].kind,
+                **(_face_values(faces[i][slot - 1]) if faces is not None else {}),
             })
     atomic_write_csv(out_dir / "scores.csv", SCORE_COLUMNS, rows)
     atomic_write_json(out_dir / "scoring.json", {
@@ -142,10 +155,13 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], config: Scori
         "clip_t_truncated_prompts": truncated,
         "clip_max_tokens": 77,
         "matched": None if detector is None else {
-            "detector": detector.settings.detector.label, "resolved": detector.description["detector"],
-            "queries": dict(detector.settings.queries), "score_threshold": detector.settings.score_threshold,
-            "nms_iou": detector.settings.nms_iou, "max_detections": detector.settings.max_detections,
+            **detector.settings.record(), "resolved": detector.description["detector"],
             "images_through_detector": detector.forwarded,
+            "references_without_a_box": sorted(s for s, found in references_cropped.items() if not found),
+        },
+        "face": None if face_models is None else {
+            **face_models.settings.record(), "images_through_detector": face_models.forwarded,
+            "references_without_a_face": sorted(s for s, found in reference_faces.items() if not found),
         },
         # Work actually done this run (0 everywhere = everything came from the cache).
         "images_through_backbones": forwarded,
@@ -155,8 +171,14 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], config: Scori
 
 
 def _matched_values(match: ImageMatch, slot: int) -> dict[str, Any]:
-    return {"matched_dinov2": match.cosines[slot - 1], "n_detections": match.n_detections,
-            "best_crop": match.best_crop[slot - 1]}
+    index = slot - 1
+    return {"matched_dinov2": match.cosines[index], "n_detections": match.n_detections,
+            "best_crop": match.best_crop[index], "best_cosine": match.best_cosine[index],
+            "clone": int(match.clone[index]), "clone_null": match.clone_null[index]}
+
+
+def _face_values(match: FaceMatch) -> dict[str, Any]:
+    return {"face": match.cosine, "face_status": match.status}
 
 
 def references_matrix(references: dict[str, np.ndarray], subjects: Sequence[str]) -> np.ndarray:

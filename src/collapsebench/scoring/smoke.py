@@ -1,4 +1,4 @@
-"""Smoke backbones: tiny random-weight DINOv2, DINO v1 and CLIP built in code.
+"""Smoke backbones: tiny random-weight DINOv2, DINO v1, CLIP, OWLv2 and face models built in code.
 
 They exercise the real loading path (`from_pretrained` from a folder written by
 `save_pretrained`) where no model hub is reachable. Their numbers measure
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from collapsebench.core.clip_tokens import write_tokenizer_files
-from collapsebench.core.io import atomic_write_text
+from collapsebench.core.clip_tokens import byte_symbols, write_tokenizer_files
+from collapsebench.core.io import atomic_write_bytes, atomic_write_text
 
 SMOKE_VERSION = "2"  # bump when the architecture below changes, so stale folders are rebuilt (2: real CLIP BPE)
 # The size of every smoke transformer (backbones and detector): small enough to build in a second.
@@ -78,7 +78,7 @@ def build_smoke_backbones(root: Path, seed: int = 0) -> None:
     atomic_write_text(root / "READY", f"smoke backbones v{SMOKE_VERSION}, random weights, seed {seed}\n")
 
 
-SMOKE_DETECTOR_VERSION = "1"
+SMOKE_DETECTOR_VERSION = "2"  # 2: byte symbols in CLIP's vocabulary order
 OWL_TINY_IMAGE_SIZE = 128  # the real OWLv2-base reads 960 px; the smoke one 128 px (8 x 8 = 64 boxes)
 
 
@@ -134,22 +134,91 @@ def build_smoke_detector(folder: Path, seed: int = 0) -> None:
 
 def clip_vocab() -> dict[str, int]:
     """A character-level CLIP BPE vocabulary (no merges): every byte symbol, alone and word-final."""
-    symbols = list(_bytes_to_unicode())
+    symbols = byte_symbols()
     tokens = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
     return {token: index for index, token in enumerate(tokens)}
 
 
-def _bytes_to_unicode() -> list[str]:
-    """The printable stand-in of each byte used by byte-level BPE (GPT-2 / CLIP convention)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    symbols, extra = [], 0
-    for byte in range(256):
-        if byte in printable:
-            symbols.append(chr(byte))
-        else:
-            symbols.append(chr(256 + extra))
-            extra += 1
-    return symbols
+SMOKE_FACE_VERSION = "1"
+SMOKE_FACE_INPUT = 640  # the real YuNet 2023mar graph's fixed input side
+SMOKE_FACE_DIM = 128  # SFace's embedding width
 
 
+def smoke_face_dir(root: Path) -> Path:
+    """Build (once) and return a folder with tiny random YuNet- and SFace-shaped ONNX graphs (see build_smoke_faces)."""
+    folder = Path(root) / f"faces-v{SMOKE_FACE_VERSION}"
+    if not (folder / "READY").exists():
+        build_smoke_faces(folder)
+    return folder
 
+
+def build_smoke_faces(folder: Path, seed: int = 0) -> None:
+    """Random-weight stand-ins for the pinned face models, with the real files' names, inputs and outputs.
+
+    The detector takes a 1 x 3 x 640 x 640 BGR image and returns YuNet's twelve heads
+    (`cls_/obj_/bbox_/kps_` at strides 8, 16, 32, each 1 x cells x channels, cls/obj after a sigmoid);
+    the recognizer takes a 1 x 3 x 112 x 112 face and returns a 1 x 128 vector. They run through the same
+    onnxruntime path as the real files and measure nothing.
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from collapsebench.scoring.face import DEFAULT_FACE, YUNET_STRIDES
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def tensor(name: str, values: np.ndarray) -> onnx.TensorProto:
+        return numpy_helper.from_array(np.ascontiguousarray(values), name)
+
+    side = SMOKE_FACE_INPUT
+    nodes = [helper.make_node("Mul", ["input", "inv255"], ["x"])]
+    inits = [tensor("inv255", np.array(1 / 255, np.float32)),
+             tensor("head_split", np.array([1, 1, 4, 10], np.int64))]
+    outputs = []
+    for s in YUNET_STRIDES:
+        # cls and obj start biased towards "face" so that a few random boxes pass the score threshold
+        bias = np.concatenate([[1.5, 1.5], np.zeros(14)]).astype(np.float32)
+        weight = (rng.normal(0, 1, (16, 3, s, s)) / np.sqrt(3 * s * s)).astype(np.float32)
+        inits += [tensor(f"w{s}", weight), tensor(f"b{s}", bias), tensor(f"shape{s}", np.array([1, -1, 16], np.int64))]
+        nodes += [helper.make_node("Conv", ["x", f"w{s}", f"b{s}"], [f"conv{s}"], strides=[s, s]),
+                  helper.make_node("Transpose", [f"conv{s}"], [f"nhwc{s}"], perm=[0, 2, 3, 1]),
+                  helper.make_node("Reshape", [f"nhwc{s}", f"shape{s}"], [f"flat{s}"]),
+                  helper.make_node("Split", [f"flat{s}", "head_split"],
+                                   [f"cls_raw{s}", f"obj_raw{s}", f"bbox_{s}", f"kps_{s}"], axis=2),
+                  helper.make_node("Sigmoid", [f"cls_raw{s}"], [f"cls_{s}"]),
+                  helper.make_node("Sigmoid", [f"obj_raw{s}"], [f"obj_{s}"])]
+        cells = (side // s) ** 2
+        outputs += [helper.make_tensor_value_info(f"{head}_{s}", TensorProto.FLOAT, [1, cells, width])
+                    for head, width in (("cls", 1), ("obj", 1), ("bbox", 4), ("kps", 10))]
+    graph = helper.make_graph(nodes, "smoke_yunet",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, side, side])],
+                              outputs, inits)
+    _save_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+               folder / DEFAULT_FACE["detector"]["file"])
+
+    conv = (rng.normal(0, 1, (8, 3, 8, 8)) / np.sqrt(3 * 64)).astype(np.float32)
+    dense = (rng.normal(0, 1, (8 * 14 * 14, SMOKE_FACE_DIM)) / np.sqrt(8 * 14 * 14)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["data", "inv255"], ["x"]),
+         helper.make_node("Conv", ["x", "conv"], ["features"], strides=[8, 8]),
+         helper.make_node("Relu", ["features"], ["active"]),
+         helper.make_node("Flatten", ["active"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "dense"], ["fc1"])],
+        "smoke_sface",
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 112, 112])],
+        [helper.make_tensor_value_info("fc1", TensorProto.FLOAT, [1, SMOKE_FACE_DIM])],
+        [tensor("inv255", np.array(1 / 255, np.float32)), tensor("conv", conv), tensor("dense", dense)])
+    _save_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+               folder / DEFAULT_FACE["recognizer"]["file"])
+    atomic_write_text(folder / "READY", f"smoke face models v{SMOKE_FACE_VERSION}, random weights, seed {seed}\n")
+
+
+def _save_onnx(model: object, path: Path) -> None:
+    """Check and write an ONNX model (IR version kept at one every onnxruntime here reads)."""
+    import onnx
+
+    model.ir_version = 9  # type: ignore[attr-defined]
+    onnx.checker.check_model(model)
+    atomic_write_bytes(path, model.SerializeToString())  # type: ignore[attr-defined]

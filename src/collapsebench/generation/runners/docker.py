@@ -19,6 +19,7 @@ kills the container; finished images are kept and a rerun resumes.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +32,15 @@ from collapsebench.core.containers import (
     ContainerSpec,
     ImageSource,
     Mount,
+    build_root,
+    connect,
+    ensure_image,
     input_mounts,
     run_stage,
     stage_command,
 )
 from collapsebench.core.errors import BenchError
+from collapsebench.core.hub import default_hub_cache
 from collapsebench.generation.shards import shard_dir
 from collapsebench.models.weights import cached, pins_of
 
@@ -73,6 +78,24 @@ class DockerRun:
     def container_name(self) -> str:
         suffix = f"-shard-{self.shard.replace('/', '-of-')}" if self.shard else ""
         return f"collapsebench-{self.config.name}{suffix}"
+
+
+def docker_run(args: argparse.Namespace, params: dict[str, Any], config: ModelConfig) -> DockerRun:
+    """The run `collapsebench generate MODEL --runner docker [--shard i/n] [--gpu ID] ...` asks for."""
+    return DockerRun(config=config, repo_root=build_root(), params_path=args.params, params=params,
+                     models_dir=args.models_dir, results_dir=args.results, shard=args.shard,
+                     hub_cache=args.model_cache or default_hub_cache(), base_image=args.base_image, gpu=args.gpu)
+
+
+def prepare_image(run: DockerRun, stream: TextIO = sys.stderr) -> None:
+    """Check the weights and build (or pull) the model's image once, before several shards start containers
+    from it at the same time (each would otherwise build it, concurrently)."""
+    check_weights(run)
+    client = connect()
+    try:
+        ensure_image(client, image_source(run), stream)
+    finally:
+        client.close()
 
 
 def run_in_docker(run: DockerRun, stream: TextIO = sys.stderr) -> int:
