@@ -1,74 +1,135 @@
-"""The site's gallery: for each prompt, the subject references next to every model's image.
+"""The gallery: every image of every seed, next to its references, and the per-image numbers to hunt failures with.
 
-Everything the pages show is copied into the site folder (full-size PNGs
-and JPEG thumbnails made here with Pillow), so the site never links outside
-itself and works from file:// or any sub-path. One seed per prompt is shown
-(the lowest one every model has), which keeps the site small; the manifests
-hold all seeds. Per-image scores are shown only for models scored with real
-backbones, so a smoke-backbone number never appears next to an image.
+Each prompt gets an article on its subject count's page: the references in
+slot order, then each model's images for every seed, with prev/next links to
+the neighbouring prompts. A flat list of all images (the "finder") can be
+filtered by model, scene and N and ordered worst-first by the image's mean
+DINOv2, its number of collapsed subjects or its matched SCR; without
+JavaScript it is shown worst-first by DINOv2. A model card shows the model's
+worst images. Per-image numbers are shown, and used for ordering, only for
+models scored with the pinned backbones: a smoke or custom number never
+appears next to an image.
+
+A prompt's references depend on the casting (which pool subjects fill its
+slots), recorded per image with the pool id. Images of different castings are
+never put under the same references.
 """
 
 from __future__ import annotations
 
-import shutil
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
-
-from PIL import Image
 
 from collapsebench.benchmark.pool import Subject
 from collapsebench.core.errors import BenchError
 from collapsebench.core.io import read_csv
 from collapsebench.core.manifest import Manifest
+from collapsebench.core.metric_table import HEADLINE_TAU
+from collapsebench.leaderboard.store import ImageStore
+from collapsebench.leaderboard.tables import scene_order, slug
 from collapsebench.reporting.metrics import image_scores
 
-THUMB_SIDE = 320
-COLLAPSE_TAU = 0.4
+COLLAPSE_TAU = HEADLINE_TAU
+WORST_SHOWN = 8  # images in a model card's strip
+NOT_RECORDED = "not recorded"
+
+
+@dataclass(frozen=True)
+class GalleryModel:
+    """A model the gallery shows; `fence` is 'smoke' or 'custom' when its scores may not be shown."""
+
+    name: str
+    slug: str
+    label: str
+    fence: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Per-image numbers from scores.csv: mean DINOv2, subjects below COLLAPSE_TAU, matched SCR (or None)."""
+
+    dinov2: float
+    collapsed: int
+    matched: float | None
 
 
 @dataclass
 class Shot:
-    """One model's image of one prompt, as the gallery shows it (paths relative to the site root)."""
+    """One image (one model, prompt, seed), or the note saying why there is none."""
 
-    model: str
-    label: str
+    model: GalleryModel
+    prompt_id: int
+    seed: int
+    n_subjects: int
+    scene: str
+    href: str  # the prompt's article
     full: str | None = None
     thumb: str | None = None
     width: int = 0
     height: int = 0
-    dinov2: float | None = None
-    collapsed: int | None = None  # subjects with DINOv2 cosine < COLLAPSE_TAU
+    verdict: Verdict | None = None
     sent_prompt: str | None = None
     note: str = ""
+    order: int = 0  # position in prompt order (N, prompt, model, seed): the finder's "prompt order"
+
+    @property
+    def alt(self) -> str:
+        return f"{self.model.label}: prompt {self.prompt_id}, seed {self.seed}"
 
 
 @dataclass
 class GalleryPrompt:
+    """One prompt under one casting: its references and every model's images for every seed."""
+
     id: int
+    anchor: str
+    page: str
     n_subjects: int
     scene: str
     prompt: str
-    seed: int
+    pool: str
+    casting: str
     subjects: list[dict[str, Any]]
-    shots: list[Shot] = field(default_factory=list)
+    seeds: list[int]
+    rows: list[tuple[GalleryModel, list[Shot]]] = field(default_factory=list)
+    prev: str | None = None
+    next: str | None = None
+
+    @property
+    def href(self) -> str:
+        return f"{self.page}#{self.anchor}"
 
 
-def thumbnail(source: Path, full_dest: Path, thumb_dest: Path) -> tuple[int, int]:
-    """Copy `source` to `full_dest`, write a JPEG thumbnail to `thumb_dest`; return the thumbnail size."""
-    full_dest.parent.mkdir(parents=True, exist_ok=True)
-    thumb_dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, full_dest)
-    try:
-        with Image.open(source) as image:
-            small = image.convert("RGB")
-    except OSError as error:
-        raise BenchError(f"{source}: cannot decode image for the gallery ({error})") from error
-    small.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.LANCZOS)
-    small.save(thumb_dest, format="JPEG", quality=85)
-    return small.size
+@dataclass
+class Gallery:
+    prompts: list[GalleryPrompt]
+    castings: list[tuple[str, str, int]]  # (pool, casting, images) over every published image
+
+    def pages(self) -> dict[int, list[GalleryPrompt]]:
+        """Prompts by subject count, in order: one page each."""
+        pages: dict[int, list[GalleryPrompt]] = {}
+        for prompt in self.prompts:
+            pages.setdefault(prompt.n_subjects, []).append(prompt)
+        return dict(sorted(pages.items()))
+
+    @cached_property
+    def finder(self) -> list[Shot]:
+        """Every published image, worst DINOv2 first; images without shown scores after them, in prompt order."""
+        shots = [s for p in self.prompts for _, row in p.rows for s in row if s.full]
+        return sorted(shots, key=lambda s: (s.verdict is None, s.verdict.dinov2 if s.verdict else 0.0, s.order))
+
+    @cached_property
+    def scenes(self) -> list[str]:
+        return sorted({p.scene for p in self.prompts}, key=scene_order)
+
+    def worst(self, model: str) -> tuple[list[Shot], bool]:
+        """A model card's strip: its worst images when its scores may be shown, else its first ones (and False)."""
+        own = [s for s in self.finder if s.model.name == model]
+        return own[:WORST_SHOWN], any(s.verdict for s in own)
 
 
 def model_records(folder: Path) -> dict[tuple[int, int], dict[str, Any]]:
@@ -87,64 +148,110 @@ def model_records(folder: Path) -> dict[tuple[int, int], dict[str, Any]]:
     return records
 
 
-def image_verdicts(folder: Path) -> dict[tuple[int, int], tuple[float, int]]:
-    """Per image: mean DINOv2 cosine and the number of its subjects below COLLAPSE_TAU (from scores.csv)."""
+def matched_share(rows: Sequence[dict[str, str]]) -> float | None:
+    """One image's matched SCR at COLLAPSE_TAU: subjects whose matched crop is below it or missing; None when the
+    rows were not scored at instance level."""
+    if not rows or any(str(row.get("n_detections", "")) == "" for row in rows):
+        return None
+    collapsed = sum(row.get("matched_dinov2", "") == "" or float(row["matched_dinov2"]) < COLLAPSE_TAU for row in rows)
+    return collapsed / len(rows)
+
+
+def image_verdicts(folder: Path) -> dict[tuple[int, int], Verdict]:
+    """Per image (prompt id, seed), from scores.csv: what the gallery shows and sorts by."""
     path = folder / "scores.csv"
     if not path.is_file():
         return {}
     rows = read_csv(path)
-    means = image_scores(rows, "dinov2")
-    collapsed: dict[tuple[int, int], int] = defaultdict(int)
+    by_image: dict[tuple[int, int], list[dict[str, str]]] = defaultdict(list)
     for row in rows:
-        collapsed[(int(row["prompt_id"]), int(row["seed"]))] += float(row["dinov2"]) < COLLAPSE_TAU
-    return {image: (mean, collapsed[image]) for image, mean in means.items()}
+        by_image[(int(row["prompt_id"]), int(row["seed"]))].append(row)
+    means = image_scores(rows, "dinov2")
+    return {image: Verdict(means[image], sum(float(r["dinov2"]) < COLLAPSE_TAU for r in group), matched_share(group))
+            for image, group in by_image.items()}
 
 
-def copy_references(pool: dict[str, Subject] | None, out: Path) -> dict[str, dict[str, Any]]:
-    """Copy every subject reference into the site; return what a template needs per subject id."""
+def publish_references(pool: dict[str, Subject] | None, store: ImageStore) -> dict[str, dict[str, Any]]:
+    """Publish every subject reference; return what a template needs per subject id."""
     subjects: dict[str, dict[str, Any]] = {}
     for subject in (pool or {}).values():
-        width, height = thumbnail(subject.image, out / "references" / f"{subject.id}.png",
-                                  out / "thumbs" / "references" / f"{subject.id}.jpg")
+        image = store.publish(subject.image)
         subjects[subject.id] = {"id": subject.id, "phrase": subject.phrase, "kind": subject.kind,
-                                "source": subject.source, "license": subject.license,
-                                "full": f"references/{subject.id}.png", "thumb": f"thumbs/references/{subject.id}.jpg",
-                                "width": width, "height": height}
+                                "source": subject.source, "license": subject.license, "full": image.full,
+                                "thumb": image.thumb, "width": image.width, "height": image.height}
     return subjects
 
 
-def build_gallery(results: Path, models: Sequence[tuple[str, str, str, bool]], subjects: dict[str, dict[str, Any]],
-                  out: Path) -> list[GalleryPrompt]:
-    """Gallery entries for every prompt any model made; `models` = (name, slug, label, scores_are_smoke)."""
-    per_model = {name: model_records(Path(results) / "models" / name) for name, *_ in models}
-    verdicts = {name: {} if smoke else image_verdicts(Path(results) / "models" / name) for name, _, _, smoke in models}
-    prompt_ids = sorted({pid for records in per_model.values() for pid, _ in records})
-    gallery = []
-    for pid in prompt_ids:
-        seeds = {seed for records in per_model.values() for p, seed in records if p == pid}
-        having = [records for records in per_model.values() if any(p == pid for p, _ in records)]
-        common = sorted(s for s in seeds if all((pid, s) in records for records in having))
-        seed = common[0] if common else min(seeds)
-        first = next(records[(pid, seed)] for records in per_model.values() if (pid, seed) in records)
-        entry = GalleryPrompt(
-            id=pid, n_subjects=int(first.get("n_subjects") or len(first.get("subjects") or [])),
-            scene=str(first.get("scene", "")), prompt=str(first.get("prompt", "")), seed=seed,
-            subjects=[subjects.get(s, {"id": s, "phrase": "", "full": None}) for s in first.get("subjects") or []])
-        for name, slug, label, smoke in models:
-            shot = Shot(model=name, label=label)
-            record = per_model[name].get((pid, seed))
-            if record is None:
-                shot.note = f"no image for seed {seed}"
-            else:
-                stem = f"p{pid:02d}_s{seed}"
-                shot.full, shot.thumb = f"images/{slug}/{stem}.png", f"thumbs/{slug}/{stem}.jpg"
-                shot.width, shot.height = thumbnail(record["_path"], out / shot.full, out / shot.thumb)
-                if record.get("sent_prompt") and record["sent_prompt"] != record.get("prompt"):
-                    shot.sent_prompt = str(record["sent_prompt"])
-                if smoke:
-                    shot.note = "scored with smoke backbones: no score shown"
-                elif (pid, seed) in verdicts[name]:
-                    shot.dinov2, shot.collapsed = verdicts[name][(pid, seed)]
-            entry.shots.append(shot)
-        gallery.append(entry)
-    return gallery
+def casting_of(record: dict[str, Any]) -> tuple[str, str]:
+    return str(record.get("pool") or NOT_RECORDED), str(record.get("casting") or NOT_RECORDED)
+
+
+def make_shot(model: GalleryModel, record: dict[str, Any] | None, prompt: GalleryPrompt, seed: int,
+              verdicts: dict[tuple[int, int], Verdict], store: ImageStore) -> Shot:
+    shot = Shot(model, prompt.id, seed, prompt.n_subjects, prompt.scene, prompt.href)
+    if record is None:
+        shot.note = f"no image for seed {seed}"
+        return shot
+    image = store.publish(record["_path"])
+    shot.full, shot.thumb, shot.width, shot.height = image.full, image.thumb, image.width, image.height
+    if record.get("sent_prompt") and record["sent_prompt"] != record.get("prompt"):
+        shot.sent_prompt = str(record["sent_prompt"])
+    if model.fence:
+        shot.note = f"scored with {model.fence} backbones: no score shown"
+    else:
+        shot.verdict = verdicts.get((prompt.id, seed))
+    return shot
+
+
+Records = dict[str, dict[int, dict[str, Any]]]  # model -> seed -> manifest line
+
+
+def by_casting(per_model: dict[str, dict[tuple[int, int], dict[str, Any]]]) -> dict[tuple[str, str, int], Records]:
+    """Manifest lines grouped by (pool, casting, prompt id): one gallery entry each, one set of references."""
+    keyed: dict[tuple[str, str, int], Records] = defaultdict(lambda: defaultdict(dict))
+    for name, records in per_model.items():
+        for (pid, seed), record in records.items():
+            keyed[(*casting_of(record), pid)][name][seed] = record
+    return keyed
+
+
+def make_prompt(key: tuple[str, str, int], by_model: Records, main: bool, subjects: dict[str, dict[str, Any]],
+                site_pool: str | None) -> GalleryPrompt:
+    """One entry, without its images yet. Prompts of the main casting keep the short anchor `p<id>`; references
+    are shown only when the entry's pool is the one the site was given."""
+    pool, casting, pid = key
+    first = next(iter(next(iter(by_model.values())).values()))
+    n = int(first.get("n_subjects") or len(first.get("subjects") or []))
+    known = site_pool is None or pool in (site_pool, NOT_RECORDED)
+    return GalleryPrompt(
+        id=pid, anchor=f"p{pid}" if main else f"p{pid}-{slug(casting)}", page=f"gallery-n{n}.html", n_subjects=n,
+        scene=str(first.get("scene", "")), prompt=str(first.get("prompt", "")), pool=pool, casting=casting,
+        subjects=[subjects[s] if known and s in subjects else {"id": s, "phrase": "", "full": None}
+                  for s in first.get("subjects") or []],
+        seeds=sorted({seed for seeds in by_model.values() for seed in seeds}))
+
+
+def build_gallery(results: Path, models: Sequence[GalleryModel], subjects: dict[str, dict[str, Any]],
+                  store: ImageStore, site_pool: str | None) -> Gallery:
+    """Gallery entries for every (casting, prompt) any model made, every seed, images published through `store`.
+
+    `site_pool` is the id of the pool whose references `subjects` holds; other pools' prompts show no references.
+    """
+    per_model = {m.name: model_records(Path(results) / "models" / m.name) for m in models}
+    verdicts = {m.name: {} if m.fence else image_verdicts(Path(results) / "models" / m.name) for m in models}
+    keyed = by_casting(per_model)
+    usual = Counter(key[:2] for key, by_model in keyed.items() for seeds in by_model.values() for _ in seeds)
+    main = usual.most_common(1)[0][0] if usual else None
+    prompts = [make_prompt(key, by_model, key[:2] == main, subjects, site_pool) for key, by_model in keyed.items()]
+    prompts.sort(key=lambda p: (p.n_subjects, p.id, (p.pool, p.casting) != main, p.pool, p.casting))
+    for prompt in prompts:
+        by_model = keyed[(prompt.pool, prompt.casting, prompt.id)]
+        prompt.rows = [(model, [make_shot(model, by_model[model.name].get(seed), prompt, seed, verdicts[model.name],
+                                          store) for seed in prompt.seeds])
+                       for model in models if model.name in by_model]
+    for order, shot in enumerate(s for p in prompts for _, row in p.rows for s in row):
+        shot.order = order
+    for before, after in zip(prompts, prompts[1:]):
+        before.next, after.prev = after.href, before.href
+    castings = Counter((p.pool, p.casting) for p in prompts for _, row in p.rows for s in row if s.full)
+    return Gallery(prompts, [(pool, casting, count) for (pool, casting), count in castings.most_common()])

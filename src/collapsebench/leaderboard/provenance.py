@@ -1,4 +1,4 @@
-"""What a model card says about how its images were made: a summary of its manifest.
+"""What a model card says about how its images were made: a summary of its manifest, and what they cost.
 
 Every manifest line records the run that made one image (runner, container
 digest, device, package versions, model revision, time). A card lists each
@@ -6,6 +6,11 @@ such field with its distinct values and how many images carry each value, so
 a run that mixed two GPUs or two container digests shows that plainly instead
 of hiding it behind the first line's values. Fields added to the manifest
 later (e.g. a commit) show up without changes here.
+
+The cost line comes from the same lines: each records the wall seconds of its
+one generation call (model loading excluded) and the device it ran on, so the
+card can say seconds per image at each subject count and device-hours for the
+whole benchmark, on which GPU. Leaderboards rarely say what a result cost.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from statistics import fmean
 from typing import Any
 
 # Fields that differ per image by design; summarised separately, not listed value by value.
@@ -71,3 +77,44 @@ def summarize_manifest(records: Iterable[Mapping[str, Any]]) -> Provenance:
         sizes=sorted(sizes.items()),
         fields=[(field, sorted(counts[field].items(), key=lambda item: (-item[1], item[0]))) for field in order],
     )
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Generation cost from the manifest: mean seconds per image by subject count, total hours, devices used."""
+
+    seconds_by_n: list[tuple[int, float]]
+    hours: float
+    devices: list[tuple[str, int]]  # device name -> images made on it
+    n_images: int
+
+    @property
+    def on_gpu(self) -> bool:
+        return any(not device.lower().startswith("cpu") for device, _ in self.devices)
+
+    @property
+    def text(self) -> str:
+        """One line for the card: "12.1 s per image at N=2, ... ; 0.95 GPU-hours for 225 images on NVIDIA H100"."""
+        per_n = ", ".join(f"{seconds_text(s)} at N={n}" for n, s in self.seconds_by_n)
+        where = ", ".join(f"{device}" + (f" ({count} images)" if len(self.devices) > 1 else "")
+                          for device, count in self.devices)
+        unit = "GPU-hours" if self.on_gpu else "CPU-hours (no GPU)"
+        return f"{per_n} per image; {self.hours:.3g} {unit} for {self.n_images} images on {where}"
+
+
+def seconds_text(seconds: float) -> str:
+    return f"{seconds:.3g} s"
+
+
+def generation_cost(records: Iterable[Mapping[str, Any]]) -> Cost | None:
+    """The cost of the images whose lines record a wall time; None when no line does."""
+    timed = [r for r in records if isinstance(r.get("wall_s"), (int, float)) and r.get("n_subjects") is not None]
+    if not timed:
+        return None
+    by_n: dict[int, list[float]] = {}
+    for record in timed:
+        by_n.setdefault(int(record["n_subjects"]), []).append(float(record["wall_s"]))
+    devices = Counter(str(r.get("device") or NOT_RECORDED) for r in timed)
+    return Cost(seconds_by_n=[(n, fmean(values)) for n, values in sorted(by_n.items())],
+                hours=sum(float(r["wall_s"]) for r in timed) / 3600,
+                devices=sorted(devices.items(), key=lambda item: (-item[1], item[0])), n_images=len(timed))

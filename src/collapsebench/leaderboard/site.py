@@ -2,75 +2,108 @@
 
 Jinja2 with autoescape on, relative links only, no external assets, and every
 file a page shows copied into the output folder, so the site works from
-file:// and under a GitHub Pages sub-path. Smoke-backbone rows never enter a
-leaderboard table: they get their own "pipeline check" sections; rows scored
-with custom backbones (not verified to be the pinned checkpoints) are listed
-in a section of their own on the index page and drawn in no figure. The site is
-built in a staging folder and swapped in at the end, so a failed build leaves
-the previous site intact and no stale file survives a rebuild.
+file:// and under a GitHub Pages sub-path; the only absolute links are to the
+paper and the repository. JavaScript only sorts, filters and keeps those
+choices in the URL: without it every page shows everything, in static order.
+
+Smoke-backbone rows never enter a leaderboard table: they get their own
+"pipeline check" sections; rows scored with custom backbones (not verified to
+be the pinned checkpoints) are listed apart and drawn in no figure; rows of
+incomplete models are labelled. None of these three ever shows a rank, on any
+page. The site is built in a staging folder and swapped in at the end, so a
+failed build leaves the previous site intact and no stale file survives.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import shutil
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from importlib import metadata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from PIL import Image
 
 from collapsebench.benchmark.model_config import NAME, load_model_config
 from collapsebench.benchmark.pool import Subject
-from collapsebench.benchmark.suite import SCENES
 from collapsebench.core.errors import BenchError
-from collapsebench.core.io import atomic_write_text, make_temp_folder
+from collapsebench.core.io import atomic_write_text, make_temp_folder, replace_folder
 from collapsebench.core.manifest import SUBMITTED_LABEL, Manifest
-from collapsebench.core.metric_table import METRICS, THRESHOLDS
-from collapsebench.leaderboard.gallery import (
-    GalleryPrompt,
-    build_gallery,
-    copy_references,
+from collapsebench.leaderboard.build_info import (
+    PAPER_ARXIV,
+    PAPER_TITLE,
+    PAPER_URL,
+    PAPER_VENUE,
+    BuildInfo,
+    benchmark_bibtex,
+    detect_build,
+    paper_bibtex,
 )
-from collapsebench.leaderboard.provenance import NOT_RECORDED, summarize_manifest
+from collapsebench.leaderboard.downloads import (
+    Download,
+    publish_model_files,
+    publish_tables,
+)
+from collapsebench.leaderboard.gallery import (
+    Gallery,
+    GalleryModel,
+    build_gallery,
+    publish_references,
+)
+from collapsebench.leaderboard.markdown import render_markdown
+from collapsebench.leaderboard.provenance import (
+    NOT_RECORDED,
+    generation_cost,
+    summarize_manifest,
+)
+from collapsebench.leaderboard.store import ImageStore
+from collapsebench.leaderboard.summary import build_summary
+from collapsebench.leaderboard.tables import (
+    SAFE_COMPONENT,
+    TAUS,
+    results_table,
+    slug,
+    split,
+)
 from collapsebench.reporting.tables import Row, is_custom, is_result, is_smoke, load
 
-TAUS = tuple(f"{t:g}" for t in THRESHOLDS)
 MARKER = ".collapsebench-site"  # marks a folder this builder made, so only such a folder is ever replaced
-SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-IDENTITY = frozenset({"model", "display_name", "kind", "n_subjects", "scene", "source", "backbones", "n_images",
-                      "n_pairs"})
 PAGES = (("index.html", "Leaderboard"), ("figures.html", "Figures"), ("scenes.html", "Per scene"),
          ("gallery.html", "Gallery"), ("models.html", "Models"), ("metrics.html", "Metrics"),
          ("submit.html", "Submit a model"))
+FIGURE_MIN_SHARE = 0.55  # on a phone a figure is never drawn below 55% of its size: it scrolls sideways instead
+SECTION_NOTES = {
+    "reproduced": "Generated and scored by collapsebench with the pinned backbones; 95% paired-bootstrap "
+                  "intervals in brackets.",
+    "reported": "The paper's Table 1 as printed: no intervals and only SCR@0.4, so the \u03c4 switch does not "
+                "apply here and no row is ranked.",
+    "calibration": "Calibration baselines that need no GPU: they bound what the metrics can say. Ranked among "
+                   "themselves only.",
+    "smoke": "Pipeline check: scored with tiny random-weight backbones. These numbers mean nothing about identity "
+             "and are never ranked.",
+    "custom": "Scored with checkpoints other than the pinned ones: comparable with each other at most, never with "
+              "the leaderboard, and never ranked.",
+}
+SECTION_CAPTIONS = {"reproduced": "Reproduced here", "reported": "Reported in the paper",
+                    "calibration": "Calibration baselines", "smoke": "Pipeline check (smoke backbones)",
+                    "custom": "Custom backbones (unverified)"}
+RANKED_SECTIONS = frozenset({"reproduced", "calibration"})
+CARD_CAPTIONS = {"smoke": " (pipeline check, not a result)", "custom": " (custom backbones, not on the leaderboard)"}
 
 
-@dataclass
-class Column:
-    key: str
-    label: str
-    percent: bool = False
-    title: str = ""
-    tau: str | None = None  # only shown while this SCR threshold is selected
+@dataclass(frozen=True)
+class SiteInputs:
+    """Everything a build reads besides results/: model.yaml files, the pool, CONTRIBUTING.md, the build facts."""
 
-    @property
-    def css(self) -> str:
-        return f"tau tau-{self.tau.replace('.', '')}" if self.tau else ""
-
-
-@dataclass
-class Table:
-    """A table ready for the template: header cells and rows of cells (all text escaped by Jinja)."""
-
-    id: str
-    caption: str
-    headers: list[dict[str, Any]]
-    rows: list[list[dict[str, Any]]] = field(default_factory=list)
+    models_dir: Path
+    site_dir: Path
+    pool: dict[str, Subject] | None
+    pool_info: dict[str, str]
+    contributing: Path | None
+    build: BuildInfo
 
 
 def environment(templates: Path) -> Environment:
@@ -78,175 +111,36 @@ def environment(templates: Path) -> Environment:
                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
-def slug(name: str) -> str:
-    """A file name for a model's pages: the name itself when it is safe, else a hash of it."""
-    if SAFE_COMPONENT.match(name) and ".." not in name:
-        return name
-    return "m-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:12]
-
-
 def has_files(name: str) -> bool:
     """Whether `name` can be used as a folder name under results/models (never a path that leaves it)."""
     return bool(SAFE_COMPONENT.match(name)) and ".." not in name
 
 
-def fmt(value: float | None, percent: bool) -> str:
-    if value is None:
-        return "\u2014"
-    return f"{100 * value:.1f}%" if percent else f"{value:.3f}"
+def fence_of(rows: Sequence[Row]) -> str:
+    """'smoke' or 'custom' when a model's rows may not be read as results, else ''."""
+    return "smoke" if any(is_smoke(r) for r in rows) else "custom" if any(is_custom(r) for r in rows) else ""
 
 
-def fmt_interval(low: float | None, high: float | None, percent: bool) -> str:
-    if low is None or high is None:
-        return ""
-    return f"[{100 * low:.1f}, {100 * high:.1f}]" if percent else f"[{low:.2f}, {high:.2f}]"
-
-
-def metric_columns(rows: Sequence[Row]) -> list[Column]:
-    """The metric table's columns: the paper-style ones always (an empty cell says "not reported"), the others
-    (e.g. matched SCR) when some row holds a value."""
-    return [Column(m.column, m.label, m.percent, m.description, None if m.tau is None else f"{m.tau:g}")
-            for m in METRICS
-            if m.aggregation != "matched" or any(isinstance(row.get(m.column), float) for row in rows)]
-
-
-def cell(text: str, sort: str = "", css: str = "", title: str = "", href: str | None = None,
-         ci: str = "") -> dict[str, Any]:
-    """One table cell; `sort` is what the column sorter compares (numbers as text, '' sorts last)."""
-    return {"text": text, "sort": sort, "css": css, "title": title, "href": href, "ci": ci}
-
-
-def metric_cell(row: Row, column: Column) -> dict[str, Any]:
-    value = row.get(column.key)
-    value = value if isinstance(value, float) else None
-    return cell(fmt(value, column.percent), "" if value is None else f"{value:.6f}", "num " + column.css,
-                "" if value is not None else "not reported / not computed",
-                ci=fmt_interval(row.get(f"{column.key}_lo"), row.get(f"{column.key}_hi"), column.percent))
-
-
-def model_cell(row: Row, root: str, cards: dict[str, str], short: bool = False) -> dict[str, Any]:
-    """The model's display name (or its short id when `short`), linked to its card when it has one."""
-    name = row["model"]
-    text = f"{name} (paper)" if row["source"] == "reported" else name if short else row.get("display_name") or name
-    if row.get("generated_by") == "authors":
-        text += f" ({SUBMITTED_LABEL})"
-    if row.get("incomplete"):
-        text += f" ({row['incomplete']}; not ranked)"
-    href = f"{root}models/{cards[name]}.html" if row["source"] == "reproduced" and name in cards else None
-    return cell(text, text.lower(), "name", name, href)
-
-
-def rank_cells(row: Row, rows: Sequence[Row]) -> list[dict[str, Any]]:
-    """Rank by SCR@tau as a tie group; '=' marks a rank shared with an overlapping model."""
-    cells = []
-    for tau in TAUS:
-        rank = row.get(f"rank_scr_{tau}")
-        css = f"num tau tau-{tau.replace('.', '')}"
-        if rank is None:
-            cells.append(cell("", css=css, title="not ranked: incomplete" if row.get("incomplete")
-                              else "no interval, no rank"))
-            continue
-        group = (row["kind"], row["backbones"], row.get("pool"), row["n_subjects"], rank)
-        shared = sum((r["kind"], r["backbones"], r.get("pool"), r["n_subjects"], r.get(f"rank_scr_{tau}")) == group
-                     for r in rows) > 1
-        cells.append(cell(f"{'=' if shared else ''}{int(rank)}", f"{rank:.0f}", css,
-                          "tied: 95% intervals overlap" if shared else "alone in its tie group"))
-    return cells
-
-
-def results_table(rows: Sequence[Row], table_id: str, caption: str, root: str, cards: dict[str, str],
-                  scene: bool = False, model_column: bool = True, peers: Sequence[Row] | None = None) -> Table:
-    """Table 1 (or the per-scene table when `scene`): values with their 95% intervals, ranks as tie groups.
-
-    `model_column=False` drops the model name (a model card's own table needs no name in every row);
-    `peers` are the rows a shared rank is looked up in (default: `rows`; a card passes every model's rows).
-    """
-    columns = metric_columns(rows)
-    ranked = not scene and any(r.get("rank_scr_0.4") is not None for r in rows)
-    headers = ([{"label": f"rank @{tau}", "css": f"tau tau-{tau.replace('.', '')}",
-                 "title": f"tie group by SCR@{tau} within the subject count"} for tau in TAUS] if ranked else [])
-    headers += [{"label": "model", "css": "", "title": ""}] if model_column else []
-    headers += [{"label": "N", "css": "num", "title": "subjects per prompt"}]
-    headers += [{"label": "scene", "css": "", "title": "scene type"}] if scene else []
-    headers += [{"label": c.label, "css": "num " + c.css, "title": c.title} for c in columns]
-    headers += [{"label": "images", "css": "num", "title": "images in the cell"}]
-    headers += [{"label": "pool", "css": "", "title": "the subject pool the prompts were cast from"}]
-    table = Table(table_id, caption, headers)
-    order = sorted(rows, key=lambda r: (r["n_subjects"], scene_order(r.get("scene")), r.get("rank_scr_0.4") or 1e9,
-                                        str(r.get("display_name") or r["model"])))
-    for row in order:
-        cells = rank_cells(row, peers or rows) if ranked else []
-        cells += [model_cell(row, root, cards, short=scene)] if model_column else []
-        cells.append(cell(str(row["n_subjects"]), str(row["n_subjects"]), "num"))
-        cells += [cell(row.get("scene") or "", row.get("scene") or "")] if scene else []
-        cells += [metric_cell(row, column) for column in columns]
-        images = "" if row.get("n_images") is None else str(row["n_images"])
-        cells.append(cell(images, images, "num"))
-        cells.append(cell(row.get("pool_name") or "", row.get("pool_name") or "", "", row.get("pool") or ""))
-        table.rows.append(cells)
-    return table
-
-
-def scene_order(scene: str | None) -> tuple[int, str]:
-    """The benchmark's scene order (neutral, occlusion, interaction), unknown scenes after it."""
-    return (SCENES.index(scene), "") if scene in SCENES else (len(SCENES), scene or "")
-
-
-def split(rows: Sequence[Row]) -> dict[str, list[Row]]:
-    """Leaderboard sections: paper rows, reproduced models, calibration baselines, the smoke pipeline check, and
-    rows scored with custom (unverified) backbones."""
-    sections: dict[str, list[Row]] = {"reported": [], "reproduced": [], "calibration": [], "smoke": [], "custom": []}
-    for row in rows:
-        if row.get("source") == "reported":
-            sections["reported"].append(row)
-        elif is_smoke(row):
-            sections["smoke"].append(row)
-        elif is_custom(row):
-            sections["custom"].append(row)
-        elif row.get("kind") == "calibration":
-            sections["calibration"].append(row)
+def figure_entry(entry: dict[str, Any], folder: Path, out: Path) -> dict[str, Any] | None:
+    """Copy one figure (PNG, and SVG when drawn) into the site; None when its PNG is missing."""
+    if not (folder / entry["png"]).is_file():
+        return None
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    with Image.open(folder / entry["png"]) as image:
+        width, height = image.size
+    entry = {**entry, "width": width, "height": height, "min_width": round(FIGURE_MIN_SHARE * width),
+             "alt": entry["title"] + (" \u2014 pipeline check drawn from smoke-backbone rows (random weights), "
+                                      "not a result" if entry.get("smoke") else "")}
+    for key in ("png", "svg"):
+        if entry.get(key) and (folder / entry[key]).is_file():
+            shutil.copyfile(folder / entry[key], out / "figures" / entry[key])
         else:
-            sections["reproduced"].append(row)
-    return sections
-
-
-def model_card(name: str, rows: Sequence[Row], peers: Sequence[Row], results: Path, models_dir: Path,
-               cards: dict[str, str]) -> dict[str, Any]:
-    """Everything a model card shows: model.yaml, the manifest's provenance, the scoring record, its rows."""
-    config, records, scoring = None, [], None
-    if has_files(name):
-        if NAME.match(name) and (Path(models_dir) / name / "model.yaml").is_file():
-            config = load_model_config(models_dir, name)
-        folder = Path(results) / "models" / name
-        records = Manifest(folder).records()
-        if (folder / "scoring.json").is_file():
-            try:
-                scoring = json.loads((folder / "scoring.json").read_text(encoding="utf-8"))
-            except json.JSONDecodeError as error:
-                raise BenchError(f"{folder / 'scoring.json'}: not valid JSON ({error})") from error
-    raw = dict(config.raw) if config else {}
-    shown = ("name", "display_name", "kind", "description", "authors", "license", "adapter", "runner", "settings")
-    smoke = any(is_smoke(r) for r in rows)
-    note = "."
-    if smoke:
-        note = " (smoke backbones: pipeline check, not a result)."
-    elif any(is_custom(r) for r in rows):
-        note = " (custom backbones, not verified to be the pinned checkpoints: not on the leaderboard)."
-    return {
-        "name": name, "slug": cards[name], "display_name": rows[0].get("display_name") or name,
-        "kind": rows[0].get("kind"), "config": config, "raw": raw, "smoke": smoke,
-        "submitted": SUBMITTED_LABEL if rows[0].get("generated_by") == "authors" else "",
-        "incomplete": rows[0].get("incomplete") or "",
-        "other_fields": {k: v for k, v in raw.items() if k not in shown},
-        "provenance": summarize_manifest(records) if records else None, "scoring": scoring,
-        "table": results_table(rows, "card", "This model's Table 1 rows, one per subject count"
-                               + note,
-                               "../", cards, model_column=False, peers=peers),
-    }
+            entry[key] = None
+    return entry
 
 
 def copy_figures(results: Path, out: Path) -> list[dict[str, Any]]:
-    """Copy results/figures into the site and return its figures.json entries (only files that exist)."""
+    """Copy results/figures into the site and return its figures.json entries (only figures that exist)."""
     folder = Path(results) / "figures"
     if not folder.is_dir():
         return []
@@ -254,25 +148,15 @@ def copy_figures(results: Path, out: Path) -> list[dict[str, Any]]:
     entries = json.loads(index_path.read_text(encoding="utf-8")) if index_path.is_file() else [
         {"stem": p.stem, "title": p.stem.replace("_", " "), "caption": "", "smoke": p.stem.startswith("smoke_"),
          "png": p.name, "svg": f"{p.stem}.svg"} for p in sorted(folder.glob("*.png"))]
-    kept = []
-    for entry in entries:
-        if not (folder / entry["png"]).is_file():
-            continue
-        for key in ("png", "svg"):
-            if (folder / entry[key]).is_file():
-                (out / "figures").mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(folder / entry[key], out / "figures" / entry[key])
-            else:
-                entry = {**entry, key: None}
-        kept.append(entry)
-    return kept
+    return [kept for kept in (figure_entry(entry, folder, out) for entry in entries) if kept]
 
 
-def by_count(gallery: Sequence[GalleryPrompt]) -> dict[int, list[GalleryPrompt]]:
-    pages: dict[int, list[GalleryPrompt]] = {}
-    for entry in gallery:
-        pages.setdefault(entry.n_subjects, []).append(entry)
-    return dict(sorted(pages.items()))
+def figure_links(figures: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """For each figure kind (stem without `smoke_`), the anchor that exists on figures.html: the leaderboard
+    figure when drawn, else its pipeline-check version; the page itself when neither was drawn."""
+    stems = {f["stem"] for f in figures}
+    kinds = {stem.removeprefix("smoke_") for stem in stems}
+    return {kind: f"figures.html#{kind}" if kind in stems else f"figures.html#smoke_{kind}" for kind in kinds}
 
 
 def incomplete_models(results: Path) -> dict[str, str]:
@@ -309,41 +193,90 @@ def remove_stale_builds(out: Path) -> list[Path]:
 
 def swap_in(staging: Path, out: Path) -> None:
     """Replace `out` with the finished `staging` folder; refuse to delete a folder this builder did not make."""
-    if out.exists():
-        if any(out.iterdir()) and not (out / MARKER).is_file():
-            raise BenchError(f"{out}: exists and was not made by `collapsebench site`; refusing to replace it")
-        old = make_temp_folder(out.parent, f".{out.name}.old-")
-        out.rename(old / out.name)
-        staging.rename(out)
-        shutil.rmtree(old)
-    else:
-        staging.rename(out)
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise BenchError(f"{out}: exists and was not made by `collapsebench site`; refusing to replace it")
+    replace_folder(staging, out)
+
+
+def read_scoring(folder: Path) -> dict[str, Any] | None:
+    if not (folder / "scoring.json").is_file():
+        return None
+    try:
+        return json.loads((folder / "scoring.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise BenchError(f"{folder / 'scoring.json'}: not valid JSON ({error})") from error
+
+
+def data_href(tables: dict[str, Download], name: str, root: str = "") -> str | None:
+    """The published copy of results/<name>, as a link from a page at `root`; None when the report wrote none."""
+    return f"{root}{tables[name].href}" if name in tables else None
+
+
+def model_card(name: str, rows: Sequence[Row], peers: Sequence[Row], results: Path, inputs: SiteInputs,
+               cards: dict[str, str], gallery: Gallery, downloads: list[Download],
+               table_href: str | None) -> dict[str, Any]:
+    """Everything a model card shows: model.yaml, provenance and cost from the manifest, the scoring record, its
+    rows (fenced and unranked when smoke, custom or incomplete), its worst images and its downloads."""
+    config, records, scoring = None, [], None
+    if has_files(name):
+        if NAME.match(name) and (Path(inputs.models_dir) / name / "model.yaml").is_file():
+            config = load_model_config(inputs.models_dir, name)
+        folder = Path(results) / "models" / name
+        records = Manifest(folder).records()
+        scoring = read_scoring(folder)
+    raw = dict(config.raw) if config else {}
+    shown = ("name", "display_name", "kind", "description", "authors", "license", "adapter", "runner", "settings")
+    fence = fence_of(rows)
+    incomplete = rows[0].get("incomplete") or ""
+    worst, scored = gallery.worst(name)
+    note = SECTION_NOTES.get(fence) or (f"{incomplete}: not ranked." if incomplete else
+                                        "95% paired-bootstrap intervals in brackets; rank = tie group among all "
+                                        "models at that N and pool.")
+    return {
+        "name": name, "slug": cards[name], "display_name": rows[0].get("display_name") or name,
+        "kind": rows[0].get("kind"), "config": config, "raw": raw, "fence": fence,
+        "submitted": SUBMITTED_LABEL if rows[0].get("generated_by") == "authors" else "", "incomplete": incomplete,
+        "other_fields": {k: v for k, v in raw.items() if k not in shown},
+        "provenance": summarize_manifest(records) if records else None, "cost": generation_cost(records),
+        "scoring": scoring, "downloads": downloads, "worst": worst, "worst_scored": scored,
+        "table": results_table(rows, "card", "This model's Table 1 rows" + CARD_CAPTIONS.get(fence, ""), note, "../",
+                               cards, ranked=not fence and not incomplete,
+                               model_column=False, grouped=False, peers=peers, download=table_href),
+    }
+
+
+def annotate(table: list[Row], results: Path, pool_info: dict[str, str]) -> None:
+    """Fill what every page needs on each row: the pool's name, kind/backbones defaults, the incomplete note."""
+    incomplete = incomplete_models(results)
+    for row in table:
+        row["pool_name"] = pool_info.get("name") if row.get("pool") and row.get("pool") == pool_info.get("id") \
+            else row.get("pool")
+        row.setdefault("kind", "reported" if row["source"] == "reported" else "model")
+        row.setdefault("backbones", "paper" if row["source"] == "reported" else "unknown")
+        if row["source"] == "reproduced":
+            row["incomplete"] = incomplete.get(row["model"], "")
 
 
 def build_site(results: Path, models_dir: Path, out: Path, site_dir: Path, pool: dict[str, Subject] | None = None,
-               contributing: Path | None = None, pool_info: dict[str, str] | None = None) -> Path:
+               contributing: Path | None = None, pool_info: dict[str, str] | None = None,
+               build: BuildInfo | None = None) -> Path:
     """Build the whole site from results/ (+ model.yaml files, the pool and CONTRIBUTING.md when given)."""
-    results, out, site_dir = Path(results), Path(out), Path(site_dir)
+    results, out = Path(results), Path(out)
     table = load(results, "table1.csv")
     if not table:
         raise BenchError(f"{results / 'table1.csv'}: not found or empty; run `collapsebench report` first")
     missing = {"model", "n_subjects", "source"} - set(table[0])
     if missing:
         raise BenchError(f"{results / 'table1.csv'}: missing columns {sorted(missing)}")
-    incomplete = incomplete_models(results)
-    pool_info = pool_info or {}
-    for row in table:
-        row["pool_name"] = pool_info.get("name") if row.get("pool") == pool_info.get("id") else row.get("pool")
-        row.setdefault("kind", "reported" if row["source"] == "reported" else "model")
-        row.setdefault("backbones", "paper" if row["source"] == "reported" else "unknown")
-        if row["source"] == "reproduced":
-            row["incomplete"] = incomplete.get(row["model"], "")
-    env = environment(site_dir / "templates")
+    inputs = SiteInputs(Path(models_dir), Path(site_dir), pool, pool_info or {}, contributing,
+                        build or detect_build())
+    annotate(table, results, inputs.pool_info)
+    env = environment(inputs.site_dir / "templates")
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_builds(out)
     staging = make_temp_folder(out.parent, f".{out.name}.new-")
     try:
-        _render(env, results, Path(models_dir), staging, site_dir, table, pool, contributing, pool_info)
+        _render(env, results, staging, table, inputs)
         swap_in(staging, out)
     finally:
         if staging.exists():
@@ -351,65 +284,82 @@ def build_site(results: Path, models_dir: Path, out: Path, site_dir: Path, pool:
     return out / "index.html"
 
 
-def _render(env: Environment, results: Path, models_dir: Path, out: Path, site_dir: Path, table: list[Row],
-            pool: dict[str, Subject] | None, contributing: Path | None, pool_info: dict[str, str]) -> None:
+def gallery_models(names: Sequence[str], reproduced: Sequence[Row], cards: dict[str, str],
+                   results: Path) -> list[GalleryModel]:
+    """Models with images to show (models first, calibration baselines after), each with its fence."""
+    rows = {name: [r for r in reproduced if r["model"] == name] for name in names}
+    return [GalleryModel(name, cards[name], rows[name][0].get("display_name") or name, fence_of(rows[name]))
+            for name in sorted(names, key=lambda n: (rows[n][0].get("kind") == "calibration", n))
+            if has_files(name) and (results / "models" / name / "manifest.jsonl").is_file()]
+
+
+def index_tables(sections: dict[str, list[Row]], cards: dict[str, str],
+                 tables: dict[str, Download]) -> dict[str, Any]:
+    """The home page's full tables, one per section; ranks only in sections whose rows may be ranked."""
+    return {key: results_table(rows, f"t-{key}", SECTION_CAPTIONS[key], SECTION_NOTES[key], "", cards,
+                               ranked=key in RANKED_SECTIONS,
+                               download=data_href(tables, "reported/paper_table1.csv") if key == "reported"
+                               and "reported/paper_table1.csv" in tables else data_href(tables, "table1.csv"))
+            for key, rows in sections.items()}
+
+
+def _render(env: Environment, results: Path, out: Path, table: list[Row], inputs: SiteInputs) -> None:
     (out / MARKER).write_text("made by collapsebench site; replaced on every build\n", encoding="utf-8")
-    if (site_dir / "static").is_dir():
-        shutil.copytree(site_dir / "static", out / "static")
+    if (inputs.site_dir / "static").is_dir():
+        shutil.copytree(inputs.site_dir / "static", out / "static")
     sections = split(table)
     reproduced = [r for r in table if r["source"] == "reproduced"]
     names = list(dict.fromkeys(r["model"] for r in reproduced))
     cards = {name: slug(name) for name in names}
     scenes = load(results, "per_scene.csv")
-    scene_sections = {"real": [r for r in scenes if is_result(r)], "smoke": [r for r in scenes if is_smoke(r)]}
     figures = copy_figures(results, out)
-    subjects = copy_references(pool, out)
-    kinds = {name: next(r for r in reproduced if r["model"] == name) for name in names}
-    gallery_models = [(name, cards[name], kinds[name].get("display_name") or name, is_smoke(kinds[name]))
-                      for name in sorted(names, key=lambda n: (kinds[n].get("kind") == "calibration", n))
-                      if has_files(name) and (results / "models" / name / "manifest.jsonl").is_file()]
-    gallery = by_count(build_gallery(results, gallery_models, subjects, out))
-    version = _version()
-    common = {"pages": PAGES, "taus": TAUS, "version": version, "pool_info": pool_info}
+    store = ImageStore(out)
+    subjects = publish_references(inputs.pool, store)
+    models = gallery_models(names, reproduced, cards, results)
+    gallery = build_gallery(results, models, subjects, store, inputs.pool_info.get("id"))
+    tables = publish_tables(results, out)
+    build = inputs.build
+    common = {"pages": PAGES, "taus": TAUS, "version": build.version, "pool_info": inputs.pool_info,
+              "build": build, "paper": {"title": PAPER_TITLE, "url": PAPER_URL, "arxiv": PAPER_ARXIV,
+                                        "venue": PAPER_VENUE}}
 
     def page(template: str, path: str, **context: Any) -> None:
-        depth = path.count("/")
-        html = env.get_template(template).render(root="../" * depth, current=path, **common, **context)
+        html = env.get_template(template).render(root="../" * path.count("/"), current=path, **common, **context)
         atomic_write_text(out / path, html)
 
-    page("index.html.j2", "index.html", sections=sections, tables={
-        "reported": results_table(sections["reported"], "reported", "The paper gives no intervals, no SCR@0.5/0.6 "
-                                  "and no DINO column: those cells are empty, not zero.", "", cards),
-        "reproduced": results_table(sections["reproduced"], "reproduced", "Generated and scored by collapsebench "
-                                    "with real backbones; 95% paired-bootstrap intervals in brackets.", "", cards),
-        "calibration": results_table(sections["calibration"], "calibration", "Calibration baselines that need no "
-                                     "GPU: they bound what the metrics can say.", "", cards),
-        "smoke": results_table(sections["smoke"], "smoke", "Pipeline check: scored with tiny random-weight "
-                               "backbones. These numbers mean nothing about identity.", "", cards),
-        "custom": results_table(sections["custom"], "custom", "Scored with checkpoints other than the pinned ones: "
-                                "comparable with each other at most, never with the leaderboard.", "", cards),
-    })
+    page("index.html.j2", "index.html", sections=sections, tables=index_tables(sections, cards, tables),
+         summary=build_summary(table, "", cards), downloads=tables,
+         bibtex={"paper": paper_bibtex(), "benchmark": benchmark_bibtex(build)})
     page("figures.html.j2", "figures.html", figures=figures)
     page("scenes.html.j2", "scenes.html",
-         real=results_table(scene_sections["real"], "scenes", "Per scene type, with 95% intervals over the cell's "
-                            "5 prompts (wide: few prompts).", "", cards, scene=True),
-         smoke=results_table(scene_sections["smoke"], "scenes-smoke", "Pipeline check (smoke backbones, random "
-                             "weights): not results.", "", cards, scene=True),
+         real=results_table([r for r in scenes if is_result(r)], "t-scenes", "Per scene type",
+                            "Per scene type, with 95% intervals over the cell's 5 prompts (wide: few prompts).", "",
+                            cards, ranked=False, scene=True, download=data_href(tables, "per_scene.csv")),
+         smoke=results_table([r for r in scenes if is_smoke(r)], "t-scenes-smoke", "Pipeline check per scene",
+                             "Pipeline check (smoke backbones, random weights): not results.", "", cards,
+                             ranked=False, scene=True, download=data_href(tables, "per_scene.csv")),
          heatmaps=[f for f in figures if f["stem"].endswith("per_scene_heatmap")], has_scenes=bool(scenes))
-    page("gallery.html.j2", "gallery.html", counts={n: len(entries) for n, entries in gallery.items()},
-         subjects=list(subjects.values()), models=gallery_models)
-    for n, entries in gallery.items():
-        page("gallery_page.html.j2", f"gallery-n{n}.html", n=n, entries=entries,
-             counts={k: len(v) for k, v in gallery.items()})
+    pages = gallery.pages()
+    page("gallery.html.j2", "gallery.html", gallery=gallery, gallery_pages=pages, subjects=list(subjects.values()),
+         models=models)
+    counts = list(pages)
+    for position, (n, prompts) in enumerate(pages.items()):
+        page("gallery_page.html.j2", f"gallery-n{n}.html", n=n, prompts=prompts, counts=counts,
+             prev_n=counts[position - 1] if position else None,
+             next_n=counts[position + 1] if position + 1 < len(counts) else None)
     model_list = []
     for name in names:
-        card = model_card(name, [r for r in reproduced if r["model"] == name], reproduced, results, models_dir, cards)
-        page("model.html.j2", f"models/{cards[name]}.html", card=card, gallery_counts=list(gallery))
+        files = publish_model_files(results / "models" / name, out, cards[name]) if has_files(name) else []
+        card = model_card(name, [r for r in reproduced if r["model"] == name], reproduced, results, inputs, cards,
+                          gallery, files, data_href(tables, "table1.csv", "../"))
+        page("model.html.j2", f"models/{cards[name]}.html", card=card)
         model_list.append(card)
     page("models.html.j2", "models.html", models=model_list)
-    page("metrics.html.j2", "metrics.html", scoring=_scoring_summary(model_list))
-    text = Path(contributing).read_text(encoding="utf-8") if contributing and Path(contributing).is_file() else None
-    page("submit.html.j2", "submit.html", contributing=text)
+    page("metrics.html.j2", "metrics.html", scoring=_scoring_summary(model_list), figure_links=figure_links(figures))
+    text = Path(inputs.contributing).read_text(encoding="utf-8") if inputs.contributing and Path(
+        inputs.contributing).is_file() else None
+    page("submit.html.j2", "submit.html", contributing=render_markdown(text, build.repository_file) if text else None,
+         contributing_url=build.repository_file("CONTRIBUTING.md"))
 
 
 def _scoring_summary(cards: Sequence[dict[str, Any]]) -> list[tuple[str, list[tuple[str, int]]]]:
@@ -424,10 +374,3 @@ def _scoring_summary(cards: Sequence[dict[str, Any]]) -> list[tuple[str, list[tu
             for name, value in (scoring.get(group) or {}).items():
                 counts.setdefault(f"{group}.{name}", Counter())[NOT_RECORDED if value is None else str(value)] += 1
     return [(key, sorted(values.items())) for key, values in counts.items()]
-
-
-def _version() -> str:
-    try:
-        return metadata.version("collapsebench")
-    except metadata.PackageNotFoundError:
-        return "unknown"

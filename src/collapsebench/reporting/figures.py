@@ -90,6 +90,15 @@ def interval(row: Row, column: str) -> tuple[float, float] | None:
     return None if low is None or high is None else (float(low), float(high))
 
 
+def style_key(rows: Sequence[Row], columns: Sequence[str], paper: str, ours: str, spread: str) -> str:
+    """A caption's key to the marks, naming only what the figure draws: `paper` when it has printed rows, `ours`
+    when it has reproduced rows, `spread` when some drawn row has an interval on one of `columns`."""
+    drawn = [(paper, any(r.get("source") == "reported" for r in rows)),
+             (ours, any(r.get("source") != "reported" for r in rows)),
+             (spread, any(interval(r, column) for r in rows for column in columns))]
+    return " ".join(text for text, shown in drawn if shown)
+
+
 def save(figure: plt.Figure, folder: Path, stem: str, smoke: bool) -> None:
     """Write PNG and SVG atomically; smoke figures get a title and a diagonal watermark first."""
     if smoke:
@@ -127,9 +136,10 @@ def trends_figure(data: FigureData, palette: dict[str, Any]) -> tuple[plt.Figure
         axis.set_xticks(SUBJECT_TICKS)
         axis.grid(alpha=0.3)
     axes[1].legend(fontsize=8, loc="best")
-    return figure, ("Figure 4. Mean DINOv2 similarity and SCR@0.4 per subject count. Dashed: numbers printed in the "
-                    "paper (no intervals given). Solid: reproduced here, shaded band = 95% paired cluster-bootstrap "
-                    "interval over prompts.")
+    return figure, "Figure 4. Mean DINOv2 similarity and SCR@0.4 per subject count. " + style_key(
+        data.table, ("dinov2", "scr_0.4"), "Dashed lines, open markers: numbers printed in the paper (no intervals "
+        "given).", "Solid lines: reproduced here.", "Shaded bands: 95% paired cluster-bootstrap intervals over "
+        "prompts.")
 
 
 def radar_figure(data: FigureData, palette: dict[str, Any]) -> tuple[plt.Figure, str] | None:
@@ -163,7 +173,9 @@ def radar_figure(data: FigureData, palette: dict[str, Any]) -> tuple[plt.Figure,
     axis.set_title(f"All metrics at N = {n} (raw values, outward is better)", pad=22)
     axis.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1.35, 1.12))
     caption = (f"Figure 5. Every metric at N = {n} on one 0-1 scale (raw cosines; SCR shown as 1 \u2212 SCR@0.4 so "
-               "that outward is better for every axis). Thick radial strokes: 95% bootstrap intervals.")
+               "that outward is better for every axis). " + style_key(
+                   rows, [m.column for m in RADAR], "Dashed outlines, open markers: numbers printed in the paper.",
+                   "Solid outlines: reproduced here.", "Thick radial strokes: 95% bootstrap intervals."))
     if missing:
         caption += " Missing values are left out, not invented; the outline breaks there: " + "; ".join(
             f"{name} has no {', '.join(gaps)}" for name, gaps in missing.items()) + "."
@@ -202,7 +214,8 @@ def illusion_figure(data: FigureData, palette: dict[str, Any]) -> tuple[plt.Figu
     return figure, ("Figure 1-style view. Each model's CLIP-I against its DINOv2 score at N = 2, 4, ... 10, arrows "
                     "from fewer to more subjects (the first and last count are labelled; the others follow in order). "
                     "A metric blind to identity would keep a model high on the y axis while it slides left. "
-                    "Open markers and dashed arrows: paper numbers; strokes: 95% intervals.")
+                    + style_key(data.table, ("dinov2", "clip_i"), "Open markers and dashed arrows: paper numbers.",
+                                "Filled markers and solid arrows: reproduced here.", "Strokes: 95% intervals."))
 
 
 def sweep_figure(data: FigureData, palette: dict[str, Any]) -> tuple[plt.Figure, str] | None:
@@ -237,10 +250,13 @@ def sweep_figure(data: FigureData, palette: dict[str, Any]) -> tuple[plt.Figure,
     handles, names = axes[0][-1].get_legend_handles_labels()
     figure.legend(handles, names, fontsize=8, loc="upper center", ncol=min(4, max(1, len(names))),
                   bbox_to_anchor=(0.5, 0.0))  # below the figure, clear of the axis labels
+    printed = [r for r in reported if r["n_subjects"] in counts and r.get("scr_0.4") is not None]
     return figure, ("SCR as the collapse threshold \u03c4 moves from 0.2 to 0.8 (dotted lines: the paper's 0.4, 0.5, "
                     "0.6). A subject counts as collapsed when its DINOv2 cosine is below \u03c4, so every curve rises "
-                    "with \u03c4; shaded: 95% intervals. Diamonds: SCR@0.4 printed in the paper "
-                    "(it reports no other \u03c4).")
+                    "with \u03c4. " + style_key(
+                        data.sweep + printed, ("scr",),  # sweep rows carry no source: all reproduced
+                        "Diamonds: SCR@0.4 printed in the paper (it reports no other \u03c4).",
+                        "Curves: reproduced here.", "Shaded: 95% intervals."))
 
 
 def heatmap_figure(data: FigureData, palette: dict[str, Any]) -> tuple[plt.Figure, str] | None:

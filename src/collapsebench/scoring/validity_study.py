@@ -121,9 +121,18 @@ class Composite:
 
 def plan(pool: Mapping[str, Subject], n: int, k: int, rng: random.Random) -> tuple[list[str], list[Figure], int]:
     """Requested subjects, the figures to place (boxes still empty) and how many impostors had to repeat."""
-    requested = rng.sample(sorted(pool), n)
-    absent = set(rng.sample(requested, n - k))
-    outside = {kind: [s for s in sorted(pool) if pool[s].kind == kind and s not in requested] for kind in KINDS}
+    # Only a subject with a same-kind stand-in outside the request can be absent; a request that leaves too few
+    # such subjects (e.g. every animal of a small pool requested) is drawn again.
+    for _ in range(100):
+        requested = rng.sample(sorted(pool), n)
+        outside = {kind: [s for s in sorted(pool) if pool[s].kind == kind and s not in requested] for kind in KINDS}
+        replaceable = [s for s in requested if outside[pool[s].kind]]
+        if len(replaceable) >= n - k:
+            break
+    else:
+        raise BenchError(f"validity study: the pool has too few subjects outside a {n}-subject request to stand "
+                         f"in for {n - k} absent ones; use a larger pool or smaller counts")
+    absent = set(rng.sample(replaceable, n - k))
     unused = {kind: rng.sample(ids, len(ids)) for kind, ids in outside.items()}
     figures, reused = [], 0
     for subject in requested:
@@ -131,9 +140,6 @@ def plan(pool: Mapping[str, Subject], n: int, k: int, rng: random.Random) -> tup
             figures.append(Figure(subject, subject, (0, 0, 0, 0)))
             continue
         kind = pool[subject].kind
-        if not outside[kind]:
-            raise BenchError(f"validity study: the pool has no {kind} outside a {n}-subject request to stand in "
-                             f"as an impostor; use a larger pool or smaller counts")
         if unused[kind]:
             impostor = unused[kind].pop()
         else:
