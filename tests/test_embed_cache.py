@@ -209,7 +209,9 @@ def test_scoring_through_the_cache_gives_the_same_numbers_and_a_rerun_embeds_not
     n_images = len({row["prompt_id"] + "/" + row["seed"] for row in rows})
     unique = len({sha256_file(path) for path in (out / "images").glob("*.png")})
     assert first["images_through_backbones"]["dino"] == unique + len({row["subject_id"] for row in rows})
-    assert first["matched"]["images_through_detector"] == unique <= n_images
+    # the detector sees each distinct image once, and each reference once (references are cropped to their subject)
+    assert first["matched"]["images_through_detector"] == unique + len({row["subject_id"] for row in rows})
+    assert unique <= n_images
 
     run_score("collage", out, pool, config)
     second = json.loads((out / "scoring.json").read_text())
