@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import REPO, make_pool
 from PIL import Image
 
@@ -189,7 +190,7 @@ def test_bad_settings_and_missing_weights_are_clear_errors(tmp_path: Path) -> No
     good = {"height": 32, "width": 32, "steps": 2, "guidance": 1.0}
     with pytest.raises(BenchError, match="pipeline"):
         get_adapter("diffusers", good)
-    with pytest.raises(BenchError, match="pipeline.class must be one of"):
+    with pytest.raises(BenchError, match=r"call.references = 'image' is not an argument of OmniGenPipeline.__call__"):
         get_adapter("diffusers", {**good, "pipeline": {"class": "OmniGenPipeline", "repo": "a/b", "revision": REVISION}})
     with pytest.raises(BenchError, match="lack steps"):
         get_adapter("diffusers", {"height": 1, "width": 1, "guidance": 1,
@@ -215,3 +216,120 @@ def test_a_cached_snapshot_resolves_offline_to_its_commit(tmp_path: Path) -> Non
         assert cached(pin, tmp_path)
         folder, commit = resolve(pin, cache_dir=tmp_path)
         assert commit == REVISION and sha256_file(folder / "model_index.json")
+
+
+# ---------------------------------------------------------------- new classes through model.yaml alone
+
+def build_flux1(folder: Path) -> None:
+    """Tiny random FLUX.1 components (CLIP text with the real CLIP BPE, T5, VAE, transformer) saved as both a
+    FluxPipeline (text only) and a FluxKontextPipeline (one reference image) under `folder/<class>`."""
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        FluxKontextPipeline,
+        FluxPipeline,
+        FluxTransformer2DModel,
+    )
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTokenizer,
+        PreTrainedTokenizerFast,
+        T5Config,
+        T5EncoderModel,
+    )
+
+    from collapsebench.core.clip_tokens import write_tokenizer_files
+
+    torch.manual_seed(0)
+    clip_tokenizer = CLIPTokenizer.from_pretrained(str(write_tokenizer_files(folder / "clip-tokenizer")))
+    clip = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(clip_tokenizer), hidden_size=HIDDEN, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407))
+    t5_tokenizer = byte_level_tokenizer(PreTrainedTokenizerFast, ["<pad>", "</s>", "<unk>"], pad_token="<pad>",
+                                        eos_token="</s>", unk_token="<unk>")
+    t5 = T5EncoderModel(T5Config(vocab_size=len(t5_tokenizer), d_model=HIDDEN, d_kv=8, d_ff=32, num_layers=1,
+                                 num_heads=2))
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=8, num_attention_heads=2,
+        joint_attention_dim=HIDDEN, pooled_projection_dim=HIDDEN, guidance_embeds=True, axes_dims_rope=(2, 2, 4))
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(4, 4), layers_per_block=1, latent_channels=4,
+        norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0, scaling_factor=1.0)
+    parts = {"scheduler": FlowMatchEulerDiscreteScheduler(), "vae": vae, "text_encoder": clip,
+             "tokenizer": clip_tokenizer, "text_encoder_2": t5, "tokenizer_2": t5_tokenizer, "transformer": transformer}
+    for cls in (FluxPipeline, FluxKontextPipeline):
+        cls(**parts).save_pretrained(folder / cls.__name__)
+
+
+ENTRIES = {  # a model.yaml's `pipeline` class and `call` block: no adapter code for either
+    "FluxKontextPipeline": {"references": "image", "references_as": "strip", "fixed": {
+        "max_sequence_length": 32, "max_area": SIZE * SIZE, "_auto_resize": False}},
+    "FluxPipeline": {"references": None, "fixed": {"max_sequence_length": 32}},  # a text-only baseline
+}
+
+
+@pytest.fixture(scope="module")
+def flux1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("flux1")
+    build_flux1(folder)
+    return folder
+
+
+@pytest.mark.parametrize("pipeline_class", sorted(ENTRIES))
+def test_a_new_pipeline_class_runs_from_model_yaml_alone(flux1: Path, pipeline_class: str, small_pool: Path,
+                                                         tmp_path: Path) -> None:
+    import dataclasses
+
+    from collapsebench.benchmark.model_config import load_model_config
+    from collapsebench.intake.validate import check_model_folder
+
+    document = {"schema_version": 1, "name": "acme", "display_name": "Acme", "kind": "model", "authors": ["A"],
+                "license": "MIT", "adapter": "diffusers", "runner": "docker", "gpu_memory_gb": 1,
+                "docker": {"dockerfile": "docker/diffusers/Dockerfile"},
+                "pipeline": {"class": pipeline_class, "repo": "acme/tiny-flux", "revision": REVISION},
+                "call": ENTRIES[pipeline_class],
+                "settings": {"height": SIZE, "width": SIZE, "steps": 2, "guidance": 3.5, "dtype": "float32",
+                             "device": "cpu"}}
+    (tmp_path / "models" / "acme").mkdir(parents=True)
+    (tmp_path / "docker" / "diffusers").mkdir(parents=True)
+    (tmp_path / "docker" / "diffusers" / "Dockerfile").write_text("ARG BENCH_BASE\nFROM ${BENCH_BASE}\n")
+    (tmp_path / "models" / "acme" / "model.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    assert check_model_folder(tmp_path / "models" / "acme") == []  # validate builds the adapter: all checked
+
+    config = load_model_config(tmp_path / "models", "acme")
+    pinned = {**config.raw["pipeline"], "repo": str(flux1 / pipeline_class)}  # the tiny weights stand in for the hub
+    config = dataclasses.replace(config, raw={**config.raw, "pipeline": pinned})
+
+    pool = load_pool(small_pool)
+    jobs = [job for job in make_jobs(cast_suite(REPO / "benchmark/prompts.yaml", pool).prompts, [0])
+            if job.prompt.id in (1, 61)]
+    out = tmp_path / "out"
+    report = run_generate(config, jobs, pool, out)
+    assert (report.made, report.failed) == (2, [])
+    records = {r["prompt_id"]: r for r in Manifest(out).records()}
+    sent = records[61]["sent"]
+    assert sent["pipeline"] == pipeline_class and sent["num_inference_steps"] == 2
+    assert sent["max_sequence_length"] == 32
+    if ENTRIES[pipeline_class]["references"] is None:
+        assert sent["references"] == [] and "image" not in sent
+    else:
+        assert len(sent["references"]) == 10 and sent["references_as"] == "strip"
+
+
+def test_a_call_mapping_is_checked_against_the_class_signature() -> None:
+    base = {"height": 32, "width": 32, "steps": 2, "guidance": 1.0,
+            "pipeline": {"class": "FluxKontextPipeline", "repo": "a/b", "revision": REVISION}}
+    with pytest.raises(BenchError, match=r"call.guidance = 'true_cfg' is not an argument of FluxKontextPipeline"):
+        get_adapter("diffusers", {**base, "call": {"guidance": "true_cfg"}})
+    with pytest.raises(BenchError, match=r"call.fixed.temperature = 'temperature' is not an argument"):
+        get_adapter("diffusers", {**base, "call": {"fixed": {"temperature": 0.7}}})
+    with pytest.raises(BenchError, match=r"call has unknown keys \['negative'\]"):
+        get_adapter("diffusers", {**base, "call": {"negative": "ugly"}})
+    with pytest.raises(BenchError, match=r"settings has unknown keys \['stepz'\]"):
+        get_adapter("diffusers", {**base, "stepz": 3})
+    with pytest.raises(BenchError, match="settings lack guidance"):
+        get_adapter("diffusers", {key: value for key, value in base.items() if key != "guidance"})
+    assert get_adapter("diffusers", {key: value for key, value in base.items() if key != "guidance"}
+                       | {"call": {"guidance": None}}).call["guidance"] is None

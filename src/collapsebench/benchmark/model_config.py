@@ -41,9 +41,10 @@ class ModelConfig:
     raw: dict[str, Any] = field(default_factory=dict)  # the whole file, for model cards
 
     def adapter_settings(self) -> dict[str, Any]:
-        """What the adapter is given: `settings`, plus the `pipeline` pin (diffusers entries) where present."""
-        pipeline = self.raw.get("pipeline")
-        return {**self.settings, "pipeline": pipeline} if pipeline else dict(self.settings)
+        """What the adapter is given: `settings`, plus the `pipeline` pin and the `call` mapping (diffusers entries)
+        where present."""
+        extra = {key: self.raw[key] for key in ("pipeline", "call") if self.raw.get(key) is not None}
+        return {**self.settings, **extra}
 
     def fingerprint(self) -> str:
         """What makes two images of one job interchangeable: adapter, settings and pinned weights."""

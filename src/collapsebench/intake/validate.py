@@ -47,6 +47,8 @@ def check_model_folder(folder: Path) -> list[Problem]:
     raw, found = read_model_file(path, folder.name)
     if raw is not None:
         found += _repository_problems(raw, folder.absolute().parent.parent)
+        if not found:  # a well-formed entry: build its adapter as generate would (no weights, CPU)
+            found += _adapter_problems(raw)
     return problems + [Problem(shown(path), where, message) for where, message in found]
 
 
@@ -62,6 +64,7 @@ def _repository_problems(raw: dict[str, Any], root: Path) -> list[tuple[str, str
         known = ", ".join(sorted(REGISTRY))
         problems.append(("adapter", (f"{adapter!r} is not a registered adapter (known: {known}); "
                                      "add one under src/collapsebench/models/ or use a diffusers pipeline")))
+
     pipeline = raw.get("pipeline")
     if adapter == "diffusers" and isinstance(pipeline, dict) and isinstance(pipeline.get("class"), str):
         import diffusers
@@ -76,6 +79,24 @@ def _repository_problems(raw: dict[str, Any], root: Path) -> list[tuple[str, str
         if path.is_symlink() or not path.is_file():
             problems.append(("docker.dockerfile", f"{dockerfile} is not a file in the repository"))
     return problems
+
+
+def _adapter_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """Build the entry's adapter without loading weights: its settings (and a diffusers entry's pipeline class
+    and call mapping) are checked on CPU here, in the pull request, not hours later on the GPU runner."""
+    from collapsebench.models import REGISTRY, get_adapter
+
+    adapter = raw["adapter"]
+    if raw.get("runner") == "submitted" or adapter not in REGISTRY:
+        return []
+    extra = {key: raw[key] for key in ("pipeline", "call") if raw.get(key) is not None}
+    try:
+        get_adapter(adapter, {**raw["settings"], **extra})
+    except BenchError as error:
+        message = str(error).removeprefix(f"adapter {adapter}: ")
+        field = next((f for f in ("pipeline.class", "call") if message.startswith(f)), "settings")
+        return [(field, message)]
+    return []
 
 
 def is_submission(folder: Path) -> bool:

@@ -1,23 +1,33 @@
-"""diffusers-native multi-reference models: one adapter for stock diffusers pipeline classes.
+"""diffusers-native models: one adapter for any stock diffusers pipeline, configured by model.yaml alone.
 
-A leaderboard entry of this kind names `pipeline: {class, repo, revision}` in
-its model.yaml; the adapter loads exactly that class with
-`from_pretrained(repo, revision=...)` once per process, from the mounted model
-cache (the container has no network), and sends every subject's reference in
-prompt order as the pipeline's list of reference images.
+A leaderboard entry of this kind names `pipeline: {class, repo, revision}`
+and, where the class's call differs from FLUX.2's, a `call:` block that says
+how the benchmark's inputs map onto that call:
 
-Supported classes are those whose call takes `image=[references...]` next to
-the prompt: Flux2Pipeline (FLUX.2 [dev]) and Flux2KleinPipeline (FLUX.2
-[klein]). The pipeline resizes a reference above one megapixel and crops it to
-a multiple of 16 px; our pool's references are smaller and go in as they are.
-Neither pipeline enforces a maximum number of references; the manifest records
-how many were sent. QwenImageEditPlusPipeline and OmniGenPipeline also exist in
-diffusers 0.42.1 but need torchvision for their processors, which the CPU test
-environment lacks, so they are not offered until they can be tested.
+    call:
+      references: image        # the argument that receives the references (null: a text-only baseline)
+      references_as: list      # list (all, in prompt order) | first | strip (side by side in one image)
+      prompt: prompt
+      steps: num_inference_steps
+      guidance: guidance_scale # or true_cfg_scale; null when the pipeline has no guidance
+      height: height
+      width: width
+      generator: generator
+      fixed: {max_sequence_length: 512}   # extra arguments passed as they are
+
+Every mapped name, and every fixed argument, must be a parameter of the
+class's `__call__`; settings are `height, width, steps, guidance` (required,
+guidance only when mapped) plus `dtype, offload, device`. Unknown keys are
+errors. All of this is checked when the adapter is built, which `validate`
+does on CPU without weights, so a wrong entry fails in the pull request, not
+on the GPU runner. The adapter loads exactly the pinned class with
+`from_pretrained(repo, revision=...)` from the mounted model cache (the
+container has no network).
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
 from PIL import Image
@@ -29,6 +39,55 @@ from collapsebench.models.weights import WeightsPin, resolve
 
 DTYPES = ("bfloat16", "float16", "float32")
 OFFLOAD = ("none", "model")
+SETTINGS = ("height", "width", "steps", "guidance", "dtype", "offload", "device", "pipeline", "call")
+REFERENCES_AS = ("list", "first", "strip")
+# FLUX.2's call: what an entry gets for every key its `call:` block leaves out.
+DEFAULT_CALL: dict[str, Any] = {
+    "references": "image", "references_as": "list", "prompt": "prompt", "steps": "num_inference_steps",
+    "guidance": "guidance_scale", "height": "height", "width": "width", "generator": "generator", "fixed": {},
+}
+
+
+def pipeline_class(name: object, where: str) -> Any:
+    """The diffusers pipeline class `name`, imported (some need torchvision, which is then named)."""
+    import diffusers
+
+    if not isinstance(name, str) or not name.endswith("Pipeline") or name not in dir(diffusers):
+        raise BenchError(f"{where}: pipeline.class {name!r} is not a pipeline of the installed diffusers "
+                         f"{diffusers.__version__}")
+    try:
+        cls = getattr(diffusers, name)
+    except (ImportError, RuntimeError, AttributeError) as error:
+        raise BenchError(f"{where}: pipeline.class {name} cannot be imported here ({error})") from error
+    if not isinstance(cls, type) or not issubclass(cls, diffusers.DiffusionPipeline):
+        raise BenchError(f"{where}: pipeline.class {name} is not a DiffusionPipeline")
+    return cls
+
+
+def call_mapping(call: object, cls: Any, where: str) -> dict[str, Any]:
+    """`call:` merged over DEFAULT_CALL and checked against the class's `__call__` signature."""
+    if call is not None and not isinstance(call, dict):
+        raise BenchError(f"{where}: call must be a mapping, got {call!r}")
+    unknown = sorted(set(call or {}) - set(DEFAULT_CALL))
+    if unknown:
+        raise BenchError(f"{where}: call has unknown keys {unknown}; known: {sorted(DEFAULT_CALL)}")
+    mapping = {**DEFAULT_CALL, **(call or {})}
+    if mapping["references_as"] not in REFERENCES_AS:
+        raise BenchError(f"{where}: call.references_as must be one of {REFERENCES_AS}")
+    if not isinstance(mapping["fixed"], dict):
+        raise BenchError(f"{where}: call.fixed must be a mapping of argument -> value")
+    parameters = inspect.signature(cls.__call__).parameters
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    names = [(f"call.{key}", mapping[key]) for key in ("references", "prompt", "steps", "guidance", "height",
+                                                      "width", "generator") if mapping[key] is not None]
+    names += [(f"call.fixed.{name}", name) for name in mapping["fixed"]]
+    for field, name in names:
+        if not isinstance(name, str) or (name not in parameters and not open_ended):
+            raise BenchError(f"{where}: {field} = {name!r} is not an argument of {cls.__name__}.__call__")
+    for key in ("prompt", "steps", "height", "width", "generator"):
+        if mapping[key] is None:
+            raise BenchError(f"{where}: call.{key} cannot be null: every image needs it")
+    return mapping
 
 
 @register
@@ -37,8 +96,7 @@ class DiffusersAdapter(Adapter):
 
     name = "diffusers"
     needs_gpu = True
-    pipeline_classes: ClassVar[tuple[str, ...]] = ("Flux2Pipeline", "Flux2KleinPipeline")
-    required_settings: ClassVar[tuple[str, ...]] = ("height", "width", "steps", "guidance")
+    required_settings: ClassVar[tuple[str, ...]] = ("height", "width", "steps")
 
     def __init__(self, settings: dict[str, Any]) -> None:
         super().__init__(settings)
@@ -46,10 +104,14 @@ class DiffusersAdapter(Adapter):
         where = f"adapter {self.name}"
         if not isinstance(spec, dict):
             raise BenchError(f"{where}: model.yaml needs `pipeline: {{class, repo, revision}}`")
-        if spec.get("class") not in self.pipeline_classes:
-            raise BenchError(f"{where}: pipeline.class must be one of {self.pipeline_classes}, got {spec.get('class')!r}")
+        self.pipeline_class = pipeline_class(spec.get("class"), where)
         self.pin = WeightsPin.from_setting(spec, f"{where}: pipeline")
-        missing = [key for key in self.required_settings if key not in self.settings]
+        self.call = call_mapping(self.settings.get("call"), self.pipeline_class, where)
+        unknown = sorted(set(self.settings) - set(SETTINGS))
+        if unknown:
+            raise BenchError(f"{where}: settings has unknown keys {unknown}; known: {list(SETTINGS[:7])}")
+        required = self.required_settings + (("guidance",) if self.call["guidance"] is not None else ())
+        missing = [key for key in required if key not in self.settings]
         if missing:
             raise BenchError(f"{where}: settings lack {', '.join(missing)}")
         if self.settings.get("dtype", "bfloat16") not in DTYPES:
@@ -64,13 +126,11 @@ class DiffusersAdapter(Adapter):
         return f"{self.pin.repo}@{self._commit or self.pin.revision or 'unresolved'}"
 
     def load(self) -> None:
-        import diffusers
         import torch
 
         _, self._commit = resolve(self.pin)  # a clear error, before diffusers' own, when the cache lacks it
-        pipeline_class = getattr(diffusers, self.settings["pipeline"]["class"])
         dtype = getattr(torch, self.settings.get("dtype", "bfloat16"))
-        self.pipe = pipeline_class.from_pretrained(self.pin.repo, revision=self.pin.revision, dtype=dtype)
+        self.pipe = self.pipeline_class.from_pretrained(self.pin.repo, revision=self.pin.revision, dtype=dtype)
         device = self.settings.get("device", "cuda")
         if self.settings.get("offload", "none") == "model":
             self.pipe.enable_model_cpu_offload(device=device)  # weights larger than one GPU (e.g. FLUX.2-dev on 80 GB)
@@ -86,20 +146,41 @@ class DiffusersAdapter(Adapter):
         return torch.Generator("cpu").manual_seed(seed)
 
     def generate(self, prompt: str, subjects: list[Subject], references: list[Image.Image], seed: int) -> Generation:
-        call = {
-            "prompt": prompt,
-            "height": int(self.settings["height"]),
-            "width": int(self.settings["width"]),
-            "num_inference_steps": int(self.settings["steps"]),
-            "guidance_scale": float(self.settings["guidance"]),
+        mapping = self.call
+        call: dict[str, Any] = {
+            mapping["prompt"]: prompt,
+            mapping["height"]: int(self.settings["height"]),
+            mapping["width"]: int(self.settings["width"]),
+            mapping["steps"]: int(self.settings["steps"]),
+            **dict(mapping["fixed"]),
         }
-        output = self.pipe(image=list(references), generator=self.generator(seed), **call)
+        if mapping["guidance"] is not None:
+            call[mapping["guidance"]] = float(self.settings["guidance"])
+        sent_references = self.arrange(references)
+        if mapping["references"] is not None:
+            call[mapping["references"]] = sent_references
+        output = self.pipe(**call, **{mapping["generator"]: self.generator(seed)})
         sent = {
-            **{key: value for key, value in call.items() if key != "prompt"},
-            "pipeline": self.settings["pipeline"]["class"],
-            "references": [subject.id for subject in subjects],
+            **{key: value for key, value in call.items() if key not in (mapping["prompt"], mapping["references"])},
+            "pipeline": self.pipeline_class.__name__,
+            "references": [subject.id for subject in subjects] if mapping["references"] is not None else [],
+            "references_as": mapping["references_as"] if mapping["references"] is not None else None,
             "reference_sizes": [list(image.size) for image in references],
             "seed": seed,
             "generator": "cpu",
         }
         return Generation(image=output.images[0], sent_prompt=prompt, sent=sent)
+
+    def arrange(self, references: list[Image.Image]) -> Any:
+        """The references in the form the call takes: a list, the first one, or one image side by side."""
+        how = self.call["references_as"]
+        if how == "list":
+            return list(references)
+        if how == "first":
+            return references[0]
+        strip = Image.new("RGB", (sum(r.width for r in references), max(r.height for r in references)), "white")
+        x = 0
+        for reference in references:
+            strip.paste(reference.convert("RGB"), (x, 0))
+            x += reference.width
+        return strip
