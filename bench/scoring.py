@@ -107,7 +107,7 @@ def synthetic_pool(data_dir: Path, count: int = 16) -> Path:
             x, y = (int(v) for v in rng.integers(0, 400, 2))
             draw.ellipse((x, y, x + 112, y + 112), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
         image.save(data_dir / "subjects" / f"S{number:03d}.png")
-        entries.append({"id": f"S{number:03d}", "phrase": f"subject {number}", "kind": "person",
+        entries.append({"id": f"S{number:03d}", "phrase": f"subject {number}", "kind": "animal" if number % 4 == 0 else "person",
                         "image": f"subjects/S{number:03d}.png", "source": "bench/scoring.py", "license": "CC0-1.0"})
     (data_dir / "subjects.yaml").write_text(yaml.safe_dump({"subjects": entries}, sort_keys=False))
     return data_dir
