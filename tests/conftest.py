@@ -50,10 +50,9 @@ def smoke_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return smoke_backbone_dir(tmp_path_factory.mktemp("smoke"))
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A repo-like folder (prompts, models, params, paper table, synthetic pool) as the working directory."""
-    root = tmp_path / "repo"
+def make_repo(root: Path, smoke_dir: Path, bootstrap: int = 200) -> dict:
+    """A repo-like folder (prompts, models, site, paper table, synthetic pool, params with seeds [0]); returns the
+    params it wrote, for callers that change them."""
     for folder in ("benchmark", "models", "site"):
         shutil.copytree(REPO / folder, root / folder)
     (root / "results" / "reported").mkdir(parents=True)
@@ -61,8 +60,16 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     make_pool(root / "data")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["suite"]["seeds"] = [0]
-    params["scoring"]["smoke_dir"] = str(tmp_path / "smoke")
-    params["report"]["bootstrap"] = 200
+    params["scoring"]["smoke_dir"] = str(smoke_dir)
+    params["report"]["bootstrap"] = bootstrap
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """make_repo's folder as the working directory."""
+    root = tmp_path / "repo"
+    make_repo(root, tmp_path / "smoke")
     monkeypatch.chdir(root)
     return root

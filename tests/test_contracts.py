@@ -22,20 +22,12 @@ MODELS = ("collage", "clone")
 def scored(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repo-like folder where collage and clone were generated, scored and reported (seeds [0]: 75 images each)."""
     from _pytest.monkeypatch import MonkeyPatch
-    from conftest import REPO, make_pool
+    from conftest import make_repo
 
     root = tmp_path_factory.mktemp("contracts") / "repo"
-    for folder in ("benchmark", "models", "site"):
-        shutil.copytree(REPO / folder, root / folder)
-    (root / "results" / "reported").mkdir(parents=True)
-    shutil.copy(REPO / "results/reported/paper_table1.csv", root / "results/reported/paper_table1.csv")
-    make_pool(root / "data")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["suite"]["seeds"] = [0]
+    params = make_repo(root, root.parent / "smoke", bootstrap=100)
     params["models"] = list(MODELS)
-    params["scoring"]["smoke_dir"] = str(root.parent / "smoke")
     params["scoring"]["matched"]["enabled"] = False  # not what these tests are about; keeps them quick
-    params["report"]["bootstrap"] = 100
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     patch = MonkeyPatch()
     patch.chdir(root)
