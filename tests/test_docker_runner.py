@@ -11,6 +11,7 @@ where no engine can run at all.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -169,15 +170,38 @@ def engine_problem() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def engine():
-    """A live engine with the Debian base image and the CPU image's wheels. scripts/ci_docker.sh makes them; it
-    is idempotent and quick when all is there, so it always runs: it also refills the wheels of changed pins."""
-    subprocess.run(["bash", str(REPO / "scripts/ci_docker.sh")], check=False)
+WHEELS = REPO / "docker/cpu/wheels"
+REQUIREMENTS = ("docker/cpu/requirements.txt", "docker/eval/requirements.txt", "docker/eval/requirements-no-deps.txt")
+
+
+def setup_problem() -> str | None:
+    """What scripts/ci_docker.sh (run by .ci/run) has not made: the engine, the Debian base image, or the CPU
+    image's wheels for the current pins (its marker holds their requirements' sha256). The tests never install
+    packages or start daemons themselves: they use what is there and say what is missing."""
     problem = engine_problem()
     if problem:
-        print(f"\nSKIP container tests: {problem}", file=sys.stderr)
-        pytest.skip(f"no Docker engine can run here: {problem}")
+        return f"no Docker engine can run here: {problem}"
+    client = containers.connect()
+    try:
+        client.images.get(BASE_IMAGE)
+    except Exception:  # docker.errors.ImageNotFound, or an engine that cannot answer
+        return f"the base image {BASE_IMAGE} is missing"
+    finally:
+        client.close()
+    wanted = hashlib.sha256(b"".join((REPO / name).read_bytes() for name in REQUIREMENTS)).hexdigest()
+    marker = WHEELS / ".complete"
+    if not marker.is_file() or marker.read_text().strip() != wanted:
+        return f"{WHEELS} is missing or stale for the current pins"
+    return None
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """A live engine with the Debian base image and the CPU image's wheels, as scripts/ci_docker.sh leaves them."""
+    problem = setup_problem()
+    if problem:
+        print(f"\nSKIP container tests: {problem}; run scripts/ci_docker.sh (.ci/run does)", file=sys.stderr)
+        pytest.skip(f"{problem}; run scripts/ci_docker.sh (.ci/run does)")
     client = containers.connect()
     yield client
     client.close()
@@ -322,6 +346,16 @@ def test_stopping_the_host_process_stops_the_container_and_a_second_run_is_refus
     assert_complete(out, 10)
     for stream in (first.stdout, first.stderr, second.stdout, second.stderr):
         stream.close()
+
+
+def test_the_suite_never_installs_packages_or_starts_daemons() -> None:
+    """Whoever runs the README's test command as root must not get packages installed or dockerd left running:
+    only .ci/run prepares the machine (scripts/ci_system.sh)."""
+    run_script = '["bash", str(REPO / "scripts/' + 'ci_'  # running one (not `bash -n` checking it)
+    for path in (REPO / "tests").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for forbidden in ('"apt' + '-get"', '"docker' + 'd"', run_script):
+            assert forbidden not in text, f"{path.name} runs {forbidden}"
 
 
 def test_ci_script_and_base_image_script_are_valid_bash() -> None:
