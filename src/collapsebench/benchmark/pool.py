@@ -31,6 +31,16 @@ class Subject:
     license: str
 
 
+def require_fields(where: str, entry: object, fields: tuple[str, ...]) -> dict:
+    """`entry` as a mapping that has every one of `fields` non-empty; else a BenchError naming `where`."""
+    if not isinstance(entry, dict):
+        raise BenchError(f"{where}: expected a mapping")
+    missing = [key for key in fields if not entry.get(key)]
+    if missing:
+        raise BenchError(f"{where}: missing {', '.join(missing)}")
+    return entry
+
+
 def load_pool(data_dir: Path) -> dict[str, Subject]:
     """Read and validate `<data_dir>/subjects.yaml`; every problem names the file and the entry."""
     path = Path(data_dir) / "subjects.yaml"
@@ -45,12 +55,8 @@ def load_pool(data_dir: Path) -> dict[str, Subject]:
         raise BenchError(f"{path}: expected a non-empty list under 'subjects'")
     pool: dict[str, Subject] = {}
     for index, entry in enumerate(entries):
-        where = f"{path}: subjects[{index}]"
-        if not isinstance(entry, dict):
-            raise BenchError(f"{where}: expected a mapping")
-        missing = [key for key in ("id", "phrase", "kind", "image", "source", "license") if not entry.get(key)]
-        if missing:
-            raise BenchError(f"{where}: missing {', '.join(missing)}")
+        entry = require_fields(f"{path}: subjects[{index}]", entry, ("id", "phrase", "kind", "image", "source",
+                                                                    "license"))
         subject_id = str(entry["id"])
         where = f"{path}: subject {subject_id}"
         if not SUBJECT_ID.match(subject_id):

@@ -33,7 +33,13 @@ from urllib.parse import unquote, urlsplit
 import yaml
 from PIL import Image
 
-from collapsebench.benchmark.pool import KINDS, SUBJECT_ID, load_pool, square_crop
+from collapsebench.benchmark.pool import (
+    KINDS,
+    SUBJECT_ID,
+    load_pool,
+    require_fields,
+    square_crop,
+)
 from collapsebench.core.errors import BenchError
 from collapsebench.core.io import (
     atomic_write_json,
@@ -123,12 +129,7 @@ def load_definition(path: Path) -> PoolDefinition:
 
 
 def _entry(path: Path, index: int, row: object) -> PoolEntry:
-    where = f"{path}: subjects[{index}]"
-    if not isinstance(row, dict):
-        raise BenchError(f"{where}: expected a mapping")
-    missing = [key for key in ("id", "key", "kind", "phrase", "url", "license") if not row.get(key)]
-    if missing:
-        raise BenchError(f"{where}: missing {', '.join(missing)}")
+    row = require_fields(f"{path}: subjects[{index}]", row, ("id", "key", "kind", "phrase", "url", "license"))
     entry = PoolEntry(id=str(row["id"]), key=str(row["key"]), kind=str(row["kind"]), phrase=str(row["phrase"]).strip(),
                       url=str(row["url"]), sha256=str(row.get("sha256") or "").lower(),
                       member=str(row.get("member") or ""), license=str(row["license"]))

@@ -10,6 +10,7 @@ preprocessing path is the one real runs take.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -31,12 +32,16 @@ DINOV2_PREPROCESSING = {
 }
 
 
+def built_once(folder: Path, build: Callable[[Path], None]) -> Path:
+    """`folder`, built by `build` unless an earlier build finished it (each build writes READY last)."""
+    if not (folder / "READY").exists():
+        build(folder)
+    return folder
+
+
 def smoke_backbone_dir(root: Path) -> Path:
     """Build (once) and return the folder holding dinov2/, dino/ and clip/ smoke checkpoints."""
-    root = Path(root) / f"v{SMOKE_VERSION}"
-    if not (root / "READY").exists():
-        build_smoke_backbones(root)
-    return root
+    return built_once(Path(root) / f"v{SMOKE_VERSION}", build_smoke_backbones)
 
 
 def build_smoke_backbones(root: Path, seed: int = 0) -> None:
@@ -88,10 +93,7 @@ def smoke_detector_dir(root: Path) -> Path:
     Kept apart from `smoke_backbone_dir` (its own version and READY marker) so
     adding it does not rebuild the smoke backbones, whose embeddings are cached.
     """
-    folder = Path(root) / f"detector-v{SMOKE_DETECTOR_VERSION}"
-    if not (folder / "READY").exists():
-        build_smoke_detector(folder)
-    return folder
+    return built_once(Path(root) / f"detector-v{SMOKE_DETECTOR_VERSION}", build_smoke_detector)
 
 
 def build_smoke_detector(folder: Path, seed: int = 0) -> None:
@@ -146,10 +148,7 @@ SMOKE_FACE_DIM = 128  # SFace's embedding width
 
 def smoke_face_dir(root: Path) -> Path:
     """Build (once) and return a folder with tiny random YuNet- and SFace-shaped ONNX graphs (see build_smoke_faces)."""
-    folder = Path(root) / f"faces-v{SMOKE_FACE_VERSION}"
-    if not (folder / "READY").exists():
-        build_smoke_faces(folder)
-    return folder
+    return built_once(Path(root) / f"faces-v{SMOKE_FACE_VERSION}", build_smoke_faces)
 
 
 def build_smoke_faces(folder: Path, seed: int = 0) -> None:
