@@ -111,12 +111,16 @@ def build(results: Path, out: Path, **kwargs: Any) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def synthetic_site(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     """results/ written by the report stage over synthetic models, then the site built from it (no models/ folder)."""
-    root = tmp_path_factory.mktemp("site")
+    root = tmp_path_factory.mktemp(name)
     pool = load_pool(make_pool(root / "data", count=16, size=64))
     return build(shared_results(tmp_path_factory, PAPER), root / "public", pool=pool)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthetic_site(tmp_path_factory, "site")
 
 
 def test_site_builds_from_results_alone_with_every_page(built: Path) -> None:

@@ -13,12 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_pool
 from PIL import Image
-from synthetic_results import shared_results
-from test_site import PAPER, REPO, build
-
-from collapsebench.benchmark.pool import load_pool
+from test_site import REPO, synthetic_site
 
 
 def screenshot_script():  # noqa: ANN201 - the scripts/screenshot.py module
@@ -37,9 +33,7 @@ def screenshot_script():  # noqa: ANN201 - the scripts/screenshot.py module
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("browser")
-    pool = load_pool(make_pool(root / "data", count=16, size=64))
-    return build(shared_results(tmp_path_factory, PAPER), root / "public", pool=pool)
+    return synthetic_site(tmp_path_factory, "browser")
 
 
 def report(page: Path, script: str, query: str = "", keep_site_script: bool = True) -> dict:
