@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Publish the results of a GPU run (gpu.yml's commit job; pushes and dispatches on main only): push the images
-# to the results DVC remote, then commit dvc.lock, the manifests and the scores to main.
+# to the results DVC remote, then commit their images.dvc, the manifests and the scores to main.
 #
 #   MODELS='["a"]' SUBMISSIONS='["b"]' [GITHUB_TOKEN=...] [RESULTS_REMOTE=results] \
 #     scripts/commit_results.sh INCOMING RUN_URL
@@ -24,8 +24,8 @@ planned_models=" $(printf '%s' "${MODELS:-[]}" | tr -d '[]"' | tr ',' ' ') "
 planned_submissions=" $(printf '%s' "${SUBMISSIONS:-[]}" | tr -d '[]"' | tr ',' ' ') "
 roots=("$incoming" "$incoming"/*/)
 
-apply() { # copy the planned results into the work tree; fills paths, fragments and targets
-  paths=() fragments=() targets=()
+apply() { # copy the planned results into the work tree; fills paths and targets
+  paths=() targets=()
   local root folder name file
   for root in "${roots[@]}"; do
     for folder in "${root%/}"/results/models/*/; do
@@ -42,10 +42,7 @@ apply() { # copy the planned results into the work tree; fills paths, fragments 
           paths+=("results/models/$name/$file")
         fi
       done
-      if [[ -f "${root%/}/dvc-lock/$name.yaml" ]]; then
-        fragments+=("${root%/}/dvc-lock/$name.yaml")
-        targets+=("generate@$name")
-      elif [[ -f "results/models/$name/images.dvc" ]]; then
+      if [[ -f "results/models/$name/images.dvc" ]]; then
         targets+=("results/models/$name/images.dvc")
       fi
       file="${root%/}/models/$name/model.yaml"
@@ -57,10 +54,6 @@ apply() { # copy the planned results into the work tree; fills paths, fragments 
       fi
     done
   done
-  if [[ ${#fragments[@]} -gt 0 ]]; then
-    python scripts/results_lock.py merge "${fragments[@]}"
-    paths+=(dvc.lock)
-  fi
 }
 
 apply

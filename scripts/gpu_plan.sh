@@ -14,8 +14,8 @@
 # Runs on main plan against the committed results, not only against their own diff: a model whose results are
 # missing (or were made from an older model.yaml than the committed one) is planned by every main run until
 # its results are committed, so a cancelled or failed run never drops it. Committed means results/models/<name>/
-# holds scores.csv and scoring.json, and for a model dvc.lock records generate@<name> with the md5 of the current
-# models/<name>/model.yaml (a results submission: its images.dvc). A change under docker/<dir>/ reruns every
+# holds scores.csv, scoring.json and images.dvc, and for a model that images.dvc records the md5 of the current
+# models/<name>/model.yaml (stage_results.sh writes it). A change under docker/<dir>/ reruns every
 # model whose model.yaml names that Dockerfile. Models that cannot run here (kind: reported) or were submitted
 # as results (runner: submitted) are left out; names that break the naming rule are left out too (ci.yml's
 # validation reports them).
@@ -45,11 +45,11 @@ field_is() { # field_is FILE KEY VALUE: a top-level `KEY: VALUE` line (quoted or
 
 committed() { # committed NAME: results/models/NAME holds results made from the current model.yaml (see above)
   local folder="results/models/$1" md5
-  [[ -f "$folder/scores.csv" && -f "$folder/scoring.json" ]] || return 1
-  [[ -f "$folder/images.dvc" ]] && return 0
-  [[ -f dvc.lock && -f "models/$1/model.yaml" ]] || return 1
+  [[ -f "$folder/scores.csv" && -f "$folder/scoring.json" && -f "$folder/images.dvc" ]] || return 1
+  [[ -f "$folder/provenance.json" ]] && return 0  # a results submission: imported once, never regenerated
+  [[ -f "models/$1/model.yaml" ]] || return 1
   md5="$(md5sum "models/$1/model.yaml" | cut -d' ' -f1)"
-  grep -A3 -F -- "- path: models/$1/model.yaml" dvc.lock | grep -q -- "md5: $md5\$"
+  grep -Eq "^[[:space:]]+model_yaml_md5:[[:space:]]*$md5[[:space:]]*\$" "$folder/images.dvc"
 }
 
 declare -A models=() submissions=()

@@ -4,18 +4,18 @@
 #
 #   scripts/pull_results.sh          # RESULTS_REMOTE names another remote (default: results)
 #
-# Pulls every model's generate@<name> images recorded in dvc.lock and every results submission's images.dvc.
+# Pulls the images of every committed row: each results/models/<name>/images.dvc (models and results submissions).
 # Images the remote does not hold (the calibration rows a maintainer made locally and never pushed) are reported
 # per model, not fatal: the site shows those rows without pictures.
 set -euo pipefail
 
 remote="${RESULTS_REMOTE:-results}"
-mapfile -t targets < <(dvc stage list --name-only | grep '^generate@' || true)
+targets=()
 for file in results/models/*/images.dvc; do
   [[ -f "$file" ]] && targets+=("$file")
 done
 if [[ ${#targets[@]} -eq 0 ]]; then
-  echo "pull_results: no results tracked in dvc.lock or images.dvc files"
+  echo "pull_results: no results tracked by images.dvc files"
   exit 0
 fi
 dvc pull --remote "$remote" --allow-missing "${targets[@]}"

@@ -53,7 +53,7 @@ def smoke_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_repo(root: Path, smoke_dir: Path, bootstrap: int = 200) -> dict:
     """A repo-like folder (prompts, models, site, paper table, synthetic pool, params with seeds [0]); returns the
     params it wrote, for callers that change them."""
-    for folder in ("benchmark", "models", "site"):
+    for folder in ("benchmark", "models", "site", "submissions"):
         shutil.copytree(REPO / folder, root / folder)
     (root / "results" / "reported").mkdir(parents=True)
     shutil.copy(REPO / "results/reported/paper_table1.csv", root / "results/reported/paper_table1.csv")

@@ -3,6 +3,7 @@ and changing one model's settings reruns only that model (then the report and si
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -29,39 +30,58 @@ def ran_stages(output: str) -> set[str]:
 
 
 def test_dvc_repro_is_idempotent_and_reruns_only_the_changed_model(workdir: Path) -> None:
+    """Also: no hand-kept model list. A new models/<name>/ is on the site at once, as pending, and `dvc repro`
+    neither runs a model that was not selected (here a GPU model's container) nor fails for want of its results."""
     shutil.copy(REPO / "dvc.yaml", workdir / "dvc.yaml")
     shutil.copytree(REPO / "src", workdir / "src", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "docker", workdir / "docker", ignore=shutil.ignore_patterns("wheels"))
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["models"] = ["collage", "floor"]
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    entry = yaml.safe_load((REPO / "models/flux2-klein-4b/model.yaml").read_text())
+    entry.update(name="newcomer", display_name="Newcomer <b>4B</b>")
+    (workdir / "models/newcomer").mkdir()
+    (workdir / "models/newcomer/model.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
+    (workdir / "submissions/acme-results").mkdir()  # a results submission merged, not imported yet
     run(["git", "init", "-q"], workdir)
     run(["dvc", "init", "-q"], workdir)
 
     first = run(["dvc", "repro"], workdir)
-    assert {"generate@collage", "generate@floor", "score@collage", "score@floor", "validity", "report",
-            "site"} <= ran_stages(first)
+    assert ran_stages(first) == {"generate", "score", "validity", "report", "site"}
+    assert "generate: collage, floor" in first and not (workdir / "results/models/newcomer").exists()
+    index, models = (workdir / "public/index.html").read_text(), (workdir / "public/models.html").read_text()
+    for name in ("newcomer", "mosaic", "clone", "acme-results"):
+        assert f'id="pending-{name}"' in index and f'id="pending-{name}"' in models
+    assert "Newcomer &lt;b&gt;4B&lt;/b&gt;" in index and "<b>4B</b>" not in index  # escaped
+    assert 'id="pending-collage"' not in index and 'id="pending-psr"' not in index  # scored; paper-only
     assert (workdir / "results/table1.csv").is_file()
     assert (workdir / "public/index.html").is_file()
     assert (workdir / "results/figures/fig4_trends.png").is_file()
     table = (workdir / "results/table1.csv").read_text()
+    assert sorted(json.loads((workdir / "results/generated.json").read_text())["models"]) == ["collage", "floor"]
 
     second = run(["dvc", "repro"], workdir)
     assert ran_stages(second) == set()
     assert (workdir / "results/table1.csv").read_text() == table
 
+    # One model's settings change: only that model's images are made again (its manifest fingerprint is stale).
+    collage = workdir / "results/models/collage"
+    untouched = {path: path.stat().st_mtime_ns for path in collage.glob("images/*")}
+    records = (collage / "manifest.jsonl").read_text()
     model_file = workdir / "models/floor/model.yaml"
     model_file.write_text(model_file.read_text().replace("size: 512", "size: 256"))
     third = run(["dvc", "repro"], workdir)
-    assert ran_stages(third) == {"generate@floor", "score@floor", "report", "site"}
+    assert ran_stages(third) == {"generate", "score", "report", "site"}
+    assert "generate floor: 75 made" in third and "generate collage: 0 made, 75 already done" in third
     manifest = (workdir / "results/models/floor/manifest.jsonl").read_text()
     assert '"width": 256' in manifest and '"width": 512' not in manifest
+    assert {path: path.stat().st_mtime_ns for path in untouched} == untouched
+    assert (collage / "manifest.jsonl").read_text() == records
 
     # Code deps are the stage folders: an edit reruns exactly the stages whose output that code shapes.
     expected = {
-        "src/collapsebench/benchmark/suite.py": {"generate@collage", "generate@floor", "score@collage",
-                                                  "score@floor", "validity", "report", "site"},  # prompt rendering
-        "src/collapsebench/scoring/detection.py": {"score@collage", "score@floor", "validity"},  # scoring half
+        "src/collapsebench/benchmark/suite.py": {"generate", "score", "validity", "report", "site"},  # prompts
+        "src/collapsebench/scoring/detection.py": {"score", "validity"},  # scoring half
         "src/collapsebench/reporting/matched_cells.py": {"report", "site"},  # its report half: no rescoring
         "src/collapsebench/leaderboard/gallery.py": {"site"},
     }

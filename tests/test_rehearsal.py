@@ -75,7 +75,6 @@ def origin(tmp_path: Path) -> Path:
         shutil.copy(REPO / file, work / file)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["suite"]["seeds"] = [0]
-    params["models"] = []
     params["report"]["bootstrap"] = 50
     params["scoring"]["smoke_dir"] = str(tmp_path / "smoke")  # shared by the jobs: built once
     params["scoring"]["cache_dir"] = str(tmp_path / "embeddings")
@@ -93,16 +92,14 @@ def test_rehearsal_pull_request_to_published_gallery(origin: Path, tmp_path: Pat
     remote, store = tmp_path / "results-remote", tmp_path / "artifacts"
     store.mkdir()
 
-    # The pull request: a model entry (the collage calibration adapter as stand-in) and its name in params.yaml.
+    # The pull request: a model entry (the collage calibration adapter as stand-in), and nothing else: no list of
+    # models to add it to.
     author = clone(origin, tmp_path / "author")
     git(author, "checkout", "-q", "-b", "add-standin")
     entry = yaml.safe_load((REPO / "models/collage/model.yaml").read_text())
     (author / "models" / MODEL).mkdir(parents=True)
     entry.update(name=MODEL, display_name=SHOWN_AS)
     (author / "models" / MODEL / "model.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
-    params = yaml.safe_load((author / "params.yaml").read_text())
-    params["models"] = [MODEL]
-    (author / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git(author, "add", "-A")
     git(author, "commit", "-q", "-m", "add standin")
     git(author, "update-ref", "refs/remotes/origin/main", "main")
@@ -110,6 +107,13 @@ def test_rehearsal_pull_request_to_published_gallery(origin: Path, tmp_path: Pat
         "models": f'["{MODEL}"]', "submissions": "[]", "shards": "[0]", "shard_count": "25", "commit": "false"}
     before = git(author, "rev-parse", "main").strip()
     git(author, "push", "-q", "origin", "add-standin:main")  # merged
+
+    # Merged but not generated yet: pages.yml still builds, and the site lists the model as pending.
+    early = clone(origin, tmp_path / "pages-early")
+    ok(run_step(step("pages.yml", "build", "Subject pool and result images"), early))
+    ok(run_step(step("pages.yml", "build", "Build the site"), early))
+    assert f'id="pending-{MODEL}"' in (early / "public/index.html").read_text()
+    assert SHOWN_AS in (early / "public/models.html").read_text()
 
     # gpu.yml on the push to main: plan.
     planned = plan(clone(origin, tmp_path / "plan"), before, EVENT="push", REF="refs/heads/main")
@@ -161,14 +165,15 @@ def test_rehearsal_pull_request_to_published_gallery(origin: Path, tmp_path: Pat
     committer = clone(origin, tmp_path / "commit", results_remote=remote)
     fetch = step("gpu.yml", "commit", uses="actions/download-artifact")["with"]
     assert download(store, fetch["pattern"], committer / fetch["path"], fetch["merge-multiple"]) == [results_name]
-    publish = step("gpu.yml", "commit", "Push the images to the results remote, then commit dvc.lock, manifests "
-                                        "and scores")
+    publish = step("gpu.yml", "commit", "Push the images to the results remote, then commit images.dvc, "
+                                        "manifests and scores")
     ok(run_step(publish, committer, MODELS=planned["models"], SUBMISSIONS="[]", RUN_URL=RUN_URL,
                 RESULTS_REMOTE="rehearsal"))
     assert len(list(remote.rglob("*"))) > 75
     log = git(committer, "show", "--name-only", "--format=%an %s", "origin/main")
     assert f"github-actions[bot] results: GPU run {RUN_URL}" in log
-    for path in ("dvc.lock", f"results/models/{MODEL}/manifest.jsonl", f"results/models/{MODEL}/scores.csv"):
+    for path in (f"results/models/{MODEL}/images.dvc", f"results/models/{MODEL}/manifest.jsonl",
+                 f"results/models/{MODEL}/scores.csv"):
         assert path in log
     assert "model.yaml" not in log
 
@@ -194,3 +199,4 @@ def test_rehearsal_pull_request_to_published_gallery(origin: Path, tmp_path: Pat
     for source, _ in shown:
         with Image.open(reader / "public" / source) as thumb:
             thumb.load()
+    assert f'id="pending-{MODEL}"' not in (reader / "public/index.html").read_text()  # a row now, not pending

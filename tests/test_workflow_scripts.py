@@ -48,20 +48,18 @@ def main_repo(tmp_path: Path) -> Path:
     `never` (no results), `paper` (reported only), submission `sub-done` (imported) and `sub-new` (not yet)."""
     repo = tmp_path / "repo"
     shutil.copytree(REPO / "scripts", repo / "scripts")
-    lock = {"schema": "2.0", "stages": {}}
     for name in ("done", "stale", "never", "paper"):
         kind = "reported" if name == "paper" else "model"
         entry = write(repo / f"models/{name}/model.yaml", f"name: {name}\nkind: {kind}\nrunner: docker\n")
         if name in ("done", "stale"):
             for file in ("scores.csv", "scoring.json"):
                 write(repo / f"results/models/{name}/{file}", "x\n")
-            recorded = md5(entry) if name == "done" else "0" * 32
-            lock["stages"][f"generate@{name}"] = {"cmd": f"collapsebench generate {name}", "deps": [
-                {"path": f"models/{name}/model.yaml", "hash": "md5", "md5": recorded, "size": 1}]}
-    write(repo / "dvc.lock", yaml.safe_dump(lock, sort_keys=False))
+            recorded = md5(entry) if name == "done" else "0" * 32  # as stage_results.sh records it
+            write(repo / f"results/models/{name}/images.dvc",
+                  f"outs:\n- md5: 1.dir\n  path: images\nmeta:\n  model_yaml_md5: {recorded}\n")
     for name in ("sub-done", "sub-new"):
         write(repo / f"submissions/{name}/manifest.jsonl", "{}\n")
-    for file in ("scores.csv", "scoring.json", "images.dvc"):
+    for file in ("scores.csv", "scoring.json", "images.dvc", "provenance.json"):
         write(repo / f"results/models/sub-done/{file}", "x\n")
     write(repo / "models/sub-done/model.yaml", "name: sub-done\nkind: model\nrunner: submitted\n")
     git(repo, "init", "-q", "-b", "main")
@@ -155,41 +153,12 @@ def test_artifact_patterns_never_match_a_model_whose_name_extends_another() -> N
 
 # ---------------------------------------------------------------------- stage_results.sh, commit_results.sh
 
-DVC_YAML = """stages:
-  generate:
-    foreach: ${models}
-    do:
-      cmd: echo generate ${item}
-      deps:
-        - models/${item}/model.yaml
-      outs:
-        - results/models/${item}/images:
-            persist: true
-        - results/models/${item}/manifest.jsonl:
-            cache: false
-            persist: true
-  score:
-    foreach: ${models}
-    do:
-      cmd: echo score ${item}
-      deps:
-        - results/models/${item}/images
-      outs:
-        - results/models/${item}/scores.csv:
-            cache: false
-        - results/models/${item}/scoring.json:
-            cache: false
-"""
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A bare `origin` whose main is a small DVC project with the pipeline's shape (generate@ and score@ per
-    model in params.yaml, images cached, tables in git) and the repository's scripts."""
+    """A bare `origin` whose main is a small DVC project with two model entries (no stage lists them: a model's
+    images are tracked by its images.dvc, tables in git) and the repository's scripts."""
     work = tmp_path / "maintainer"
     shutil.copytree(REPO / "scripts", work / "scripts")
-    write(work / "dvc.yaml", DVC_YAML)
-    write(work / "params.yaml", "models: [alpha, beta]\n")
     write(work / ".gitignore", "/results/models/*/images/\n/incoming/\n/out/\n")
     for name in ("alpha", "beta"):
         write(work / f"models/{name}/model.yaml", f"name: {name}\n")
@@ -233,7 +202,7 @@ def publish(origin: Path, store: Path, remote: Path, merge_multiple: bool, model
     download(store, fetch["pattern"], committer / fetch["path"], merge_multiple)
     if before_push:
         ok(sh(before_push, committer))
-    item = step("gpu.yml", "commit", "Push the images to the results remote, then commit dvc.lock, manifests and "
+    item = step("gpu.yml", "commit", "Push the images to the results remote, then commit images.dvc, manifests and "
                                      "scores")
     result = run_step(item, committer, MODELS=models, SUBMISSIONS=submissions, RESULTS_REMOTE="local",
                       RUN_URL="https://example.org/run/1")
@@ -249,10 +218,10 @@ def reader(origin: Path, remote: Path, folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("merge_multiple", [True, False])
-def test_commit_pushes_images_then_commits_lock_manifests_and_scores(project: Path, tmp_path: Path,
+def test_commit_pushes_images_then_commits_images_dvc_manifests_and_scores(project: Path, tmp_path: Path,
                                                                      merge_multiple: bool) -> None:
     """Defects: with one model the single artifact was extracted without its folder and nothing was committed;
-    images never reached a DVC remote and dvc.lock was never updated; the run's model.yaml replaced main's."""
+    images never reached a DVC remote and nothing recorded them in git; the run's model.yaml replaced main's."""
     store, remote = tmp_path / "store", tmp_path / "remote"
     store.mkdir()
     gpu_job(project, "alpha", store)
@@ -266,11 +235,15 @@ def test_commit_pushes_images_then_commits_lock_manifests_and_scores(project: Pa
                if line]
     assert changed[0] == "github-actions[bot]|results: GPU run https://example.org/run/1"
     names = ["alpha"] if merge_multiple else ["alpha", "beta"]
-    assert sorted(changed[1:]) == sorted(["dvc.lock"] + [f"results/models/{n}/{f}" for n in names
-                                                        for f in ("manifest.jsonl", "scores.csv", "scoring.json")])
-    lock = yaml.safe_load((committer / "dvc.lock").read_text())
-    assert sorted(lock["stages"]) == sorted(f"{stage}@{n}" for n in names for stage in ("generate", "score"))
+    assert sorted(changed[1:]) == sorted(f"results/models/{n}/{f}" for n in names
+                                         for f in ("images.dvc", "manifest.jsonl", "scores.csv", "scoring.json"))
     assert (committer / "models/alpha/model.yaml").read_text() == "name: alpha\n"
+    for name in names:  # which model.yaml made the images: gpu_plan.sh's "committed" check reads it
+        recorded = yaml.safe_load((committer / f"results/models/{name}/images.dvc").read_text())
+        assert recorded["meta"] == {"model_yaml_md5": md5(committer / f"models/{name}/model.yaml")}
+        assert recorded["outs"][0]["path"] == "images"
+    planned = plan(committer, EVENT="workflow_dispatch", REF="refs/heads/main")
+    assert planned["models"] == ("[]" if not merge_multiple else '["beta"]')  # committed ones are not planned
 
     clone = reader(project, remote, tmp_path / "reader")
     for name in names:
@@ -306,32 +279,15 @@ def test_commit_reapplies_on_main_when_another_push_won_the_race(project: Path, 
     store.mkdir()
     gpu_job(project, "alpha", store)
     other = checkout(project, tmp_path / "other")  # another run commits beta's results first
-    (other / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"generate@beta": {"cmd": "x"}}}))
-    git(other, "add", "dvc.lock")
+    write(other / "results/models/beta/scores.csv", "model\nbeta\n")
+    git(other, "add", "results")
     git(other, "commit", "-q", "-m", "beta")
     race = f"git -C {other} push -q origin main"  # lands after the commit job's checkout, before its push
     committer, output = publish(project, store, remote, True, '["alpha"]', before_push=race)
     assert "push attempt 1 failed" in output and "commit_results: pushed" in output
     git(committer, "fetch", "-q", "origin")
-    lock = yaml.safe_load(git(committer, "show", "origin/main:dvc.lock"))
-    assert sorted(lock["stages"]) == ["generate@alpha", "generate@beta", "score@alpha"]
-
-
-def test_a_model_the_pipeline_cannot_record_fails_before_it_generates(project: Path, tmp_path: Path) -> None:
-    """Its results could never be committed (no generate@/score@ stage): fail in seconds, not after hours."""
-    runner = checkout(project, tmp_path / "gpu")
-    write(runner / "models/delta/model.yaml", "name: delta\n")
-    result = run_step(step("gpu.yml", "generate", "collapsebench generate --shard"), runner, MODEL="delta", SHARD="0/4")
-    assert result.returncode == 1
-    assert "no stage generate@delta: add delta to models: in params.yaml" in result.stdout
-    assert not (runner / "results").exists()
-
-
-def test_a_lock_fragment_may_carry_only_its_own_model(tmp_path: Path) -> None:
-    write(tmp_path / "alpha.yaml", yaml.safe_dump({"stages": {"generate@alpha": {}, "score@beta": {}}}))
-    result = sh(["python", str(REPO / "scripts/results_lock.py"), "merge", "alpha.yaml"], tmp_path)
-    assert result.returncode == 1 and "must hold exactly generate@alpha and score@alpha" in result.stderr
-    assert not (tmp_path / "dvc.lock").exists()
+    tree = git(committer, "ls-tree", "-r", "--name-only", "origin/main", "results").split()
+    assert "results/models/beta/scores.csv" in tree and "results/models/alpha/images.dvc" in tree
 
 
 # --------------------------------------------------------------------------------------- results/ rule

@@ -41,7 +41,52 @@ def _suite(params: dict[str, Any]):
     return load_instance(Path(params["suite"]["prompts"]), Path(params["suite"]["pool"]))
 
 
+def _selected(args: argparse.Namespace, params: dict[str, Any], stage: str) -> list[Any]:
+    """The models a stage runs without a MODEL argument: --models, else params.yaml's `models` selection."""
+    from collapsebench.benchmark.registry import select
+
+    if args.shard:
+        raise BenchError(f"{stage} --shard needs a MODEL")
+    if args.models is not None:
+        return select(args.models, args.models_dir, "--models")
+    return select(params.get("models", "calibration"), args.models_dir, f"{args.params}: models")
+
+
+def _record_stage(args: argparse.Namespace, names: list[str], file_name: str, record: str) -> None:
+    """results/<record>: the sha256 of each run model's <file_name>, the stage's one DVC output.
+
+    The per-model folders are not DVC outputs (which models run here is a parameter, benchmark/registry.py), so
+    this small file is what tells DVC that the next stage has new input: it changes exactly when a run model's
+    manifest (which holds every image's sha256) or scores changed.
+    """
+    import hashlib
+
+    from collapsebench.core.io import atomic_write_json
+
+    digests = {}
+    for name in names:
+        path = args.results / "models" / name / file_name
+        digests[name] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    atomic_write_json(args.results / record, {"file": file_name, "models": digests})
+
+
 def cmd_generate(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from collapsebench.benchmark.registry import describe, generates_here
+
+    if args.model:
+        return generate_one(args, params)
+    configs = [c for c in _selected(args, params, "generate") if generates_here(c)]
+    print(f"generate: {describe(configs)} (other models keep their committed results or show as pending)",
+          file=sys.stderr)
+    for config in configs:
+        code = generate_one(argparse.Namespace(**{**vars(args), "model": config.name}), params)
+        if code:
+            return code
+    _record_stage(args, [c.name for c in configs], "manifest.jsonl", "generated.json")
+    return 0
+
+
+def generate_one(args: argparse.Namespace, params: dict[str, Any]) -> int:
     from collapsebench.benchmark.model_config import load_model_config
     from collapsebench.benchmark.suite import make_jobs, select_shard
     from collapsebench.generation.launch import scale_out, scaled_out
@@ -49,6 +94,9 @@ def cmd_generate(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
     instance = _suite(params)
     config = load_model_config(args.models_dir, args.model)
+    if config.runner == "submitted" or config.kind == "reported":
+        raise BenchError(f"{args.models_dir / args.model / 'model.yaml'}: {args.model} is not generated here "
+                         f"({'results submitted as images' if config.runner == 'submitted' else 'reported-only'})")
     all_jobs = make_jobs(instance.prompts, list(params["suite"]["seeds"]))
     if scaled_out(args):
         return scale_out(args, params, config, all_jobs, instance.pool)
@@ -73,6 +121,21 @@ def cmd_merge(args: argparse.Namespace, params: dict[str, Any] | None) -> int:
 
 
 def cmd_score(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from collapsebench.benchmark.registry import describe
+
+    if args.model:
+        return score_one(args, params)
+    configs = _selected(args, params, "score")
+    print(f"score: {describe(configs)}", file=sys.stderr)
+    for config in configs:
+        code = score_one(argparse.Namespace(**{**vars(args), "model": config.name}), params)
+        if code:
+            return code
+    _record_stage(args, [c.name for c in configs], "scores.csv", "scored.json")
+    return 0
+
+
+def score_one(args: argparse.Namespace, params: dict[str, Any]) -> int:
     from collapsebench.core.containers import choose_runner
 
     if choose_runner(args.runner, params, "scoring", args.params) == "docker":
@@ -106,14 +169,24 @@ def cmd_report(args: argparse.Namespace, params: dict[str, Any]) -> int:
         return report_in_docker(args, params)
 
     from collapsebench.benchmark.model_config import load_model_config
+    from collapsebench.benchmark.registry import model_names, runs_here
     from collapsebench.benchmark.suite import load_prompts
     from collapsebench.reporting.report import run_report
 
-    configs = [load_model_config(args.models_dir, name) for name in params["models"]]
+    # Every entry of models/ with scores, whichever machine made them; the rest are pending (the site lists them).
+    configs, pending = [], []
+    for name in model_names(args.models_dir):
+        config = load_model_config(args.models_dir, name)
+        if runs_here(config):
+            has_scores = (args.results / "models" / name / "scores.csv").is_file()
+            (configs if has_scores else pending).append(config)
     report = run_report(args.results, configs, args.results / "reported" / "paper_table1.csv",
                         load_prompts(Path(params["suite"]["prompts"])), list(params["suite"]["seeds"]),
                         int(params["report"]["bootstrap"]), int(params["report"]["seed"]))
     print(f"report: {len(report.table)} rows -> {args.results / 'table1.csv'}")
+    if pending:
+        print(f"report: no scores yet for {', '.join(c.name for c in pending)}; the site lists them as pending",
+              file=sys.stderr)
     for item in report.coverage:
         if not item.complete:
             print(f"report: {item.model} is {item.describe()}; shown as incomplete, not ranked "
@@ -146,7 +219,7 @@ def cmd_site(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
         pool_info = {"id": pool_id(pool), **pool_label(pool_dir)}
     index = build_site(args.results, args.models_dir, args.out, args.site_dir, pool=pool, pool_info=pool_info,
-                       contributing=args.contributing)
+                       contributing=args.contributing, submissions_dir=args.submissions)
     print(f"site: {index}")
     return 0
 
@@ -291,7 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", help="make a model's images (resumable)")
-    p.add_argument("model")
+    p.add_argument("model", nargs="?", help="one model (default: the selected ones, see --models)")
+    p.add_argument("--models", help="without MODEL: calibration, all, or names joined by commas (default: params.yaml's "
+                   "models); writes results/generated.json")
     p.add_argument("--shard", help="i/n: only every n-th job starting at i, in results/models/<model>/shards/i-of-n/")
     p.add_argument("--runner", choices=["local", "docker"], help="default: the model.yaml's runner")
     p.add_argument("--model-cache", type=Path, help="docker: host Hugging Face hub cache to mount (default: HF_HUB_CACHE)")
@@ -312,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_merge, no_params=True)
 
     p = sub.add_parser("score", help="raw cosines per (image, subject) -> results/<model>/scores.csv")
-    p.add_argument("model")
+    p.add_argument("model", nargs="?", help="one model (default: the selected ones, see --models)")
+    p.add_argument("--models", help="without MODEL: calibration, all, or names joined by commas (default: params.yaml's "
+                   "models); writes results/scored.json")
     p.add_argument("--shard", help="i/n: score the shard folder written by `generate --shard i/n`")
     p.add_argument("--backbone", action="append", metavar="NAME=PATH", help="load a backbone from a local folder")
     p.add_argument("--detector", type=Path, metavar="PATH", help="load the matched-SCR detector from a local folder")
@@ -337,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site-dir", type=Path, default=Path("site"), help="templates and static assets")
     p.add_argument("--pool", type=Path, help="subject pool folder for the gallery's references (default: suite.pool)")
     p.add_argument("--contributing", type=Path, default=Path("CONTRIBUTING.md"), help="shown on the submit page")
+    p.add_argument("--submissions", type=Path, default=Path("submissions"),
+                   help="results submissions; those not imported yet are listed as pending")
     p.set_defaults(func=cmd_site)
 
     p = sub.add_parser("compare", help="score one image against its references")

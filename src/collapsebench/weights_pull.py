@@ -85,9 +85,12 @@ def needed_weights(params: Mapping[str, Any], models_dir: Path, models: Sequence
                    scoring: bool) -> list[Needed]:
     """The checkpoints of `models` (their model.yaml pins) and, with `scoring`, of the real scoring profile
     (backbones, the detector when matched SCR is on, the face networks when face identity is on), each once. Neither given: what params.yaml's
-    pipeline runs (its `models`, and the scoring checkpoints when its profile is real)."""
+    pipeline runs (the models its `models` selects, and the scoring checkpoints when its profile is real)."""
     if not models and not scoring:
-        models = list(params.get("models") or [])
+        from collapsebench.benchmark.registry import generates_here, select
+
+        models = [c.name for c in select(params.get("models", "calibration"), models_dir, "params.yaml: models")
+                  if generates_here(c)]
         scoring = (params.get("scoring") or {}).get("profile") == "real"
     found: dict[tuple[str, str | None], Needed] = {}
 

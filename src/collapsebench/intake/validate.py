@@ -137,7 +137,7 @@ def print_capped(problems: Iterable[Problem]) -> None:
 
 def all_folders(root: Path = Path(".")) -> list[Path]:
     tops = [Path(root) / top for top in TOP_FOLDERS if (Path(root) / top).is_dir()]
-    return [entry for top in tops for entry in sorted(top.iterdir())]
+    return [entry for top in tops for entry in sorted(top.iterdir()) if entry.is_dir()]  # not submissions/README.md
 
 
 def run_validate(folders: Iterable[Path], params: dict[str, Any], named: Iterable[Path] = ()) -> int:

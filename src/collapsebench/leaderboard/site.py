@@ -29,6 +29,7 @@ from PIL import Image
 
 from collapsebench.benchmark.model_config import NAME, load_model_config
 from collapsebench.benchmark.pool import Subject
+from collapsebench.benchmark.registry import model_names, runs_here, waiting_submissions
 from collapsebench.core.errors import BenchError
 from collapsebench.core.io import atomic_write_text, make_temp_folder, replace_folder
 from collapsebench.core.manifest import SUBMITTED_LABEL, Manifest
@@ -100,6 +101,7 @@ class SiteInputs:
 
     models_dir: Path
     site_dir: Path
+    submissions_dir: Path | None
     pool: dict[str, Subject] | None
     pool_info: dict[str, str]
     contributing: Path | None
@@ -259,7 +261,7 @@ def annotate(table: list[Row], results: Path, pool_info: dict[str, str]) -> None
 
 def build_site(results: Path, models_dir: Path, out: Path, site_dir: Path, pool: dict[str, Subject] | None = None,
                contributing: Path | None = None, pool_info: dict[str, str] | None = None,
-               build: BuildInfo | None = None) -> Path:
+               build: BuildInfo | None = None, submissions_dir: Path | None = None) -> Path:
     """Build the whole site from results/ (+ model.yaml files, the pool and CONTRIBUTING.md when given)."""
     results, out = Path(results), Path(out)
     table = load(results, "table1.csv")
@@ -268,7 +270,7 @@ def build_site(results: Path, models_dir: Path, out: Path, site_dir: Path, pool:
     missing = {"model", "n_subjects", "source"} - set(table[0])
     if missing:
         raise BenchError(f"{results / 'table1.csv'}: missing columns {sorted(missing)}")
-    inputs = SiteInputs(Path(models_dir), Path(site_dir), pool, pool_info or {}, contributing,
+    inputs = SiteInputs(Path(models_dir), Path(site_dir), submissions_dir, pool, pool_info or {}, contributing,
                         build or detect_build())
     annotate(table, results, inputs.pool_info)
     env = environment(inputs.site_dir / "templates")
@@ -282,6 +284,22 @@ def build_site(results: Path, models_dir: Path, out: Path, site_dir: Path, pool:
         if staging.exists():
             shutil.rmtree(staging)
     return out / "index.html"
+
+
+def pending_models(inputs: SiteInputs, scored: Sequence[str]) -> list[dict[str, str]]:
+    """Entries of models/ and submissions/ that have no reproduced rows yet, for the reader to see what is coming:
+    a merged model waits for its GPU run, a merged results submission for its import and scoring."""
+    pending = []
+    for name in model_names(inputs.models_dir):
+        config = load_model_config(inputs.models_dir, name)
+        if runs_here(config) and name not in scored:
+            pending.append({"name": name, "display_name": config.display_name, "kind": config.kind,
+                            "status": "results submitted, not scored yet" if config.runner == "submitted" else
+                            "merged, not generated and scored yet"})
+    for name in waiting_submissions(inputs.submissions_dir, inputs.models_dir) if inputs.submissions_dir else []:
+        pending.append({"name": name, "display_name": name, "kind": "model",
+                        "status": "results submitted, not imported yet"})
+    return pending
 
 
 def gallery_models(names: Sequence[str], reproduced: Sequence[Row], cards: dict[str, str],
@@ -327,7 +345,9 @@ def _render(env: Environment, results: Path, out: Path, table: list[Row], inputs
         html = env.get_template(template).render(root="../" * path.count("/"), current=path, **common, **context)
         atomic_write_text(out / path, html)
 
+    pending = pending_models(inputs, names)
     page("index.html.j2", "index.html", sections=sections, tables=index_tables(sections, cards, tables),
+         pending=pending,
          summary=build_summary(table, "", cards), downloads=tables,
          bibtex={"paper": paper_bibtex(), "benchmark": benchmark_bibtex(build)})
     page("figures.html.j2", "figures.html", figures=figures)
@@ -354,7 +374,7 @@ def _render(env: Environment, results: Path, out: Path, table: list[Row], inputs
                           gallery, files, data_href(tables, "table1.csv", "../"))
         page("model.html.j2", f"models/{cards[name]}.html", card=card)
         model_list.append(card)
-    page("models.html.j2", "models.html", models=model_list)
+    page("models.html.j2", "models.html", models=model_list, pending=pending)
     page("metrics.html.j2", "metrics.html", scoring=_scoring_summary(model_list), figure_links=figure_links(figures))
     text = Path(inputs.contributing).read_text(encoding="utf-8") if inputs.contributing and Path(
         inputs.contributing).is_file() else None
