@@ -104,3 +104,10 @@ def test_pages_pulls_the_images_before_it_builds_the_site() -> None:
     pull = next(i for i, run in enumerate(steps) if "scripts/pull_results.sh" in run)
     build = next(i for i, run in enumerate(steps) if "collapsebench site" in run)
     assert pull < build
+
+
+def test_pages_deploys_every_push_to_main_so_a_merged_model_shows_as_pending_at_once() -> None:
+    """The site lists a merged model as pending (the rehearsal builds it); a paths filter that skipped pushes
+    under models/ or submissions/ would hide it until its GPU run committed results."""
+    push = workflow("pages.yml")[True]["push"]  # PyYAML reads the key `on` as True
+    assert push == {"branches": ["main"]}
