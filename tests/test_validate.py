@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -374,3 +375,22 @@ def test_cli_import_of_a_bad_submission_exits_non_zero(pristine: tuple[Path, Pat
     assert code == 2
     assert "images/p05_s0.png: symlinks are not allowed" in capsys.readouterr().err
     assert tree_digest(repo_with_results / "results") == before
+
+
+def test_changed_folders_are_the_entries_a_diff_touches_not_the_folders_readme(tmp_path: Path) -> None:
+    from collapsebench.intake.validate import changed_folders
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    (tmp_path / "README.md").write_text("x\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "base")
+    for path in ("models/a/model.yaml", "submissions/README.md", "submissions/b/images/p01_s0.png", "docs/x.md"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("x\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "change")
+    assert changed_folders("HEAD~1", tmp_path) == [tmp_path / "models/a", tmp_path / "submissions/b"]

@@ -22,6 +22,7 @@ from collapsebench.core.problems import Problem, shown
 from collapsebench.intake.submission import Benchmark, check_submission
 
 TOP_FOLDERS = ("models", "submissions")
+FOLDER_READMES = {f"{top}/README.md" for top in TOP_FOLDERS}  # what the folder is for, not an entry
 MODEL_FOLDER_FILES = ("model.yaml", "README.md")
 
 
@@ -114,7 +115,8 @@ def changed_folders(base: str, root: Path = Path(".")) -> list[Path]:
         message = result.stderr.decode("utf-8", "replace").strip()
         raise BenchError(f"git diff {base}...HEAD failed: {message}")
     paths = result.stdout.decode("utf-8", "surrogateescape").split("\0")
-    folders = {tuple(p.split("/")[:2]) for p in paths if p.count("/") >= 1 and p.split("/")[0] in TOP_FOLDERS}
+    folders = {tuple(p.split("/")[:2]) for p in paths
+               if p.count("/") >= 1 and p.split("/")[0] in TOP_FOLDERS and p not in FOLDER_READMES}
     return [Path(root, *parts) for parts in sorted(folders)]
 
 
