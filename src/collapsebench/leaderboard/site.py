@@ -295,7 +295,7 @@ def pending_models(inputs: SiteInputs, scored: Sequence[str]) -> list[dict[str, 
         if runs_here(config) and name not in scored:
             pending.append({"name": name, "display_name": config.display_name, "kind": config.kind,
                             "status": "results submitted, not scored yet" if config.runner == "submitted" else
-                            "merged, not generated and scored yet"})
+                            "merged; waits for its GPU run (generate, then score)"})
     for name in waiting_submissions(inputs.submissions_dir, inputs.models_dir) if inputs.submissions_dir else []:
         pending.append({"name": name, "display_name": name, "kind": "model",
                         "status": "results submitted, not imported yet"})
