@@ -124,6 +124,17 @@ def test_mosaic_sends_references_in_prompt_order_with_official_settings(upstream
     assert records[1]["model_revision"] == f"{tmp_path / 'lora'}@local on {tmp_path / 'base'}@local"
 
 
+def test_the_stand_in_pipeline_has_only_methods_of_the_installed_flux_pipeline() -> None:
+    """FakeFluxPipeline replaces diffusers.FluxPipeline above, so each method the adapter calls on it must exist on
+    the installed class: a diffusers pin without one fails here (tests/test_image_envs.py runs this file with the
+    packages of docker/mosaic/requirements.txt)."""
+    import diffusers
+
+    methods = [name for name in vars(FakeFluxPipeline) if not name.startswith("_")
+               and callable(getattr(FakeFluxPipeline, name))]
+    assert methods and [name for name in methods if not callable(getattr(diffusers.FluxPipeline, name, None))] == []
+
+
 def test_mosaic_outside_its_container_says_where_to_run_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from collapsebench.models import get_adapter
 

@@ -146,6 +146,16 @@ def test_xverse_builds_its_test_sample_from_the_subjects(upstream, pool_dir: Pat
         assert record["sent"]["dit_quant"] == "None"
 
 
+def test_the_stand_in_pipe_has_only_methods_of_the_installed_flux_pipeline() -> None:
+    """XVerse's CustomFluxPipeline holds a diffusers FluxPipeline as `.pipe`, which FakePipe stands in for: each
+    method the adapter calls on it must exist on the installed class (tests/test_image_envs.py runs this file with
+    the packages of docker/xverse/requirements.txt)."""
+    import diffusers
+
+    methods = [name for name in vars(FakePipe) if not name.startswith("_") and callable(getattr(FakePipe, name))]
+    assert methods and [name for name in methods if not callable(getattr(diffusers.FluxPipeline, name, None))] == []
+
+
 def test_placeholders_round_trip_and_ent1_does_not_eat_ent10() -> None:
     captions = [f"a person {i}" for i in range(1, 11)]
     natural = " and ".join(captions) + " on a beach"
