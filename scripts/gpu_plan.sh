@@ -49,7 +49,7 @@ committed() { # committed NAME: results/models/NAME holds results made from the 
   [[ -f "$folder/provenance.json" ]] && return 0  # a results submission: imported once, never regenerated
   [[ -f "models/$1/model.yaml" ]] || return 1
   md5="$(md5sum "models/$1/model.yaml" | cut -d' ' -f1)"
-  grep -Eq "^[[:space:]]+model_yaml_md5:[[:space:]]*$md5[[:space:]]*\$" "$folder/images.dvc"
+  grep -Eq "^[[:space:]]+model_yaml_md5:[[:space:]]*${md5}[[:space:]]*\$" "$folder/images.dvc"
 }
 
 declare -A models=() submissions=()

@@ -24,4 +24,4 @@ def test_psr_entry_is_reported_only_and_its_adapter_explains() -> None:
 def test_generate_psr_from_the_command_line_fails_with_the_reason(workdir: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["generate", "psr"]) == 2
-    assert "no public weights or inference code" in capsys.readouterr().err
+    assert "no public weights or inference code" in capsys.readouterr().err.lower()

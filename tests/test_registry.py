@@ -67,4 +67,4 @@ def test_generate_refuses_a_shard_without_a_model_and_a_model_it_cannot_make(wor
     assert main(["generate", "--shard", "0/2"]) == 2
     assert "generate --shard needs a MODEL" in capsys.readouterr().err
     assert main(["generate", "psr"]) == 2
-    assert "psr is not generated here (reported-only)" in capsys.readouterr().err
+    assert "psr is not generated here (reported-only: its row is the paper's printed numbers" in capsys.readouterr().err

@@ -95,8 +95,10 @@ def generate_one(args: argparse.Namespace, params: dict[str, Any]) -> int:
     instance = _suite(params)
     config = load_model_config(args.models_dir, args.model)
     if config.runner == "submitted" or config.kind == "reported":
-        raise BenchError(f"{args.models_dir / args.model / 'model.yaml'}: {args.model} is not generated here "
-                         f"({'results submitted as images' if config.runner == 'submitted' else 'reported-only'})")
+        why = ("results submitted as images" if config.runner == "submitted" else
+               "reported-only: its row is the paper's printed numbers. "
+               + " ".join(str(config.raw.get("description", "")).split()))
+        raise BenchError(f"{args.models_dir / args.model / 'model.yaml'}: {args.model} is not generated here ({why})")
     all_jobs = make_jobs(instance.prompts, list(params["suite"]["seeds"]))
     if scaled_out(args):
         return scale_out(args, params, config, all_jobs, instance.pool)
