@@ -371,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "models); writes results/generated.json")
     p.add_argument("--shard", help="i/n: only every n-th job starting at i, in results/models/<model>/shards/i-of-n/")
     p.add_argument("--runner", choices=["local", "docker"], help="default: the model.yaml's runner")
+    p.add_argument("--engine", choices=["docker", "podman", "apptainer"],
+                   help="docker runner: what runs the container (default: params.yaml generate.engine, else docker)")
     p.add_argument("--model-cache", type=Path, help="docker: host Hugging Face hub cache to mount (default: HF_HUB_CACHE)")
     p.add_argument("--base-image", help="docker: BASE_IMAGE build argument (e.g. a locally made base)")
     p.add_argument("--gpu", default="all", help="docker: 'all' or one GPU id (one shard per GPU)")

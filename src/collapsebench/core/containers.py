@@ -5,7 +5,10 @@ the same `collapsebench` command run with `--runner local` inside an image,
 so the numbers depend on the image's pinned packages and not on the host's.
 This module knows how to:
 
-- reach the engine (`connect`) and find the checkout to build from (`build_root`);
+- reach the engine (`connect`): Docker, or Podman through its Docker-compatible
+  API (the socket `podman system service` serves), so that images are built,
+  pulled, followed and removed by the same docker-py calls on both; and find
+  the checkout to build from (`build_root`);
 - get the image: a pinned reference, or a Dockerfile of the checkout built
   with the repository root as context and tagged by a hash of that context
   and the build arguments (`image_tag`), so an unchanged tree is never
@@ -16,9 +19,22 @@ This module knows how to:
 - start the container locked down: no network, all capabilities dropped,
   `no-new-privileges`, a read-only root file system with a private /tmp, a
   non-root user, the given bind mounts (inputs read-only, outputs and caches
-  writable), the image id in COLLAPSEBENCH_IMAGE_DIGEST and
-  COLLAPSEBENCH_RUNNER=docker; a GPU only when asked for;
+  writable), the image id in COLLAPSEBENCH_IMAGE_DIGEST and the engine's
+  name in COLLAPSEBENCH_RUNNER (docker or podman); a GPU only when asked for;
 - stream its log to ours, kill it on Ctrl-C or SIGTERM, and always remove it.
+
+Podman differs from Docker in one call: the container is created through
+Podman's own API (`podman_spec`), with the same lockdown spelled in its terms,
+because its Docker-compatible create (Podman 4) ignores Docker's GPU request
+(DeviceRequests) and cannot name CDI devices, Podman's way to a GPU
+(`nvidia.com/gpu=all`). The container is then started, followed and removed
+through the Docker-compatible API like a Docker one. A rootless Podman gets
+`keep-id`, so the caller's uid inside is the caller's uid outside and the
+output folder is writable without a chown. Where the engine cannot start a
+container at all, the error says which host setting is missing (a GPU's CDI
+specification, containers.conf's runtime or default_ulimits; see
+scripts/ci_podman.sh). Apptainer, which has no daemon, is the generation
+runner's own (generation/runners/apptainer.py).
 
 What is mounted where, and which command runs, is each stage's business
 (generation/runners/docker.py, scoring/container.py, reporting/container.py);
@@ -34,7 +50,8 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -50,6 +67,10 @@ SHARED_BASE = "docker/base/Dockerfile"
 SHARED_BASE_ARG = "BENCH_BASE"  # a Dockerfile declaring `ARG BENCH_BASE` builds FROM the shared base
 SCORING_DOCKERFILE = "docker/eval/Dockerfile"  # the image score and report run in (--runner docker)
 RUNNERS = ("local", "docker")
+ENGINES = ("docker", "podman", "apptainer")  # what runs a `runner: docker` stage's container (generate.engine)
+PODMAN_SOCKET = "/run/podman/podman.sock"  # rootful Podman's default; rootless: $XDG_RUNTIME_DIR/podman/podman.sock
+PODMAN_CREATE = "/v4.0.0/libpod/containers/create"  # Podman's own create endpoint (served on the same socket)
+TMP_OPTIONS = ("rw", "exec", "nosuid", "size=8g")  # the private /tmp on the read-only root
 
 
 @dataclass(frozen=True)
@@ -85,19 +106,52 @@ class ContainerSpec:
     kept: str = ""  # what an interrupted run leaves behind, said when it is killed
 
 
-def connect() -> Any:
-    """A docker-py client talking to a live engine, or a BenchError saying how to get one."""
+def connect(engine: str = "docker") -> Any:
+    """A docker-py client talking to a live engine (docker: DOCKER_HOST or Docker's socket; podman: see
+    `podman_url`), or a BenchError saying how to get one. Podman answering Docker's socket (a podman-docker
+    setup) is fine, since run_container asks which engine it talks to; Docker answering where Podman was asked
+    for is refused, as the run would not be what was asked."""
     from docker.errors import DockerException
 
     import docker
 
     try:
-        client = docker.from_env(version="auto")
+        if engine == "podman":
+            client = docker.DockerClient(base_url=podman_url(), version="auto")
+        else:
+            client = docker.from_env(version="auto")
         client.ping()
+        found = engine_of(client) if engine == "podman" else engine
     except DockerException as error:
+        if engine == "podman":
+            raise BenchError(f"cannot reach a Podman service at {podman_url()} ({error}); start one with "
+                             f"`podman system service --time=0 {podman_url()}` (or set CONTAINER_HOST), "
+                             "or run with --engine docker or --runner local") from error
         raise BenchError(f"cannot reach a Docker engine ({error}); start dockerd (or Docker Desktop), "
                          "or run with --runner local") from error
+    if found != engine:
+        client.close()
+        raise BenchError(f"the engine at {podman_url()} is {found}, not podman: run with --engine {found}, "
+                         "or point CONTAINER_HOST at a Podman service")
     return client
+
+
+def podman_url() -> str:
+    """Where Podman's API is served: CONTAINER_HOST (Podman's own setting), else DOCKER_HOST, else the default
+    socket of a rootful (root caller) or rootless Podman."""
+    for variable in ("CONTAINER_HOST", "DOCKER_HOST"):
+        if os.environ.get(variable):
+            return os.environ[variable]
+    if os.getuid() == 0:
+        return f"unix://{PODMAN_SOCKET}"
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+    return f"unix://{runtime}/podman/podman.sock"
+
+
+def engine_of(client: Any) -> str:
+    """podman when the engine says it is Podman (its version lists a "Podman Engine" component), else docker."""
+    components = client.version().get("Components") or []
+    return "podman" if any("podman" in str(part.get("Name", "")).lower() for part in components) else "docker"
 
 
 def build_root(cwd: Path | None = None) -> Path:
@@ -115,6 +169,14 @@ def choose_runner(flag: str | None, params: Mapping[str, Any], section: str, par
     if runner not in RUNNERS:
         raise BenchError(f"{params_path}: {section}.runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
     return runner
+
+
+def choose_engine(flag: str | None, params: Mapping[str, Any], params_path: Path) -> str:
+    """`--engine` when given, else params.yaml `generate.engine`, else docker: what runs the model's container."""
+    engine = flag or (params.get("generate") or {}).get("engine") or "docker"
+    if engine not in ENGINES:
+        raise BenchError(f"{params_path}: generate.engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    return engine
 
 
 def inside(path: Path) -> str:
@@ -258,9 +320,9 @@ def _build(client: Any, repo_root: Path, dockerfile: str, args: dict[str, str], 
 
 # ---------------------------------------------------------------- containers
 
-def run_stage(source: ImageSource, spec: ContainerSpec, stream: TextIO = sys.stderr) -> int:
+def run_stage(source: ImageSource, spec: ContainerSpec, stream: TextIO = sys.stderr, engine: str = "docker") -> int:
     """Get the image (building it if needed), run the container, and return its exit status."""
-    client = connect()
+    client = connect(engine)
     try:
         return run_container(client, ensure_image(client, source, stream), spec, stream)
     finally:
@@ -280,12 +342,23 @@ def container_user(writable: Sequence[Path]) -> str:
     return f"{IMAGE_UID}:{IMAGE_UID}"
 
 
+def container_env(spec: ContainerSpec, image_id: str, engine: str) -> dict[str, str]:
+    """What every stage container is given: the image id and engine (provenance), offline hub settings."""
+    return {"COLLAPSEBENCH_IMAGE_DIGEST": image_id, "COLLAPSEBENCH_RUNNER": engine, "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1", "HF_HUB_CACHE": HUB_CACHE, "HOME": "/tmp", "PYTHONUNBUFFERED": "1",
+            **spec.env}
+
+
+def gpu_ids(gpu: str) -> list[str]:
+    """The device ids in a `--gpu` value other than "all" (one id, or Slurm's comma-separated list)."""
+    return [part.strip() for part in gpu.split(",") if part.strip()]
+
+
 def run_container(client: Any, image: Any, spec: ContainerSpec, stream: TextIO = sys.stderr) -> int:
     """Start the locked-down container, stream its log, and return its exit status (it is removed afterwards)."""
     from docker.errors import APIError, NotFound
-    from docker.types import DeviceRequest
-    from docker.types import Mount as DockerMount
 
+    engine = engine_of(client)
     writable = [m.source for m in spec.mounts if not m.read_only]
     for folder in writable:
         folder.mkdir(parents=True, exist_ok=True)
@@ -296,31 +369,92 @@ def run_container(client: Any, image: Any, spec: ContainerSpec, stream: TextIO =
     if existing is not None:
         if existing.status in ("running", "restarting", "paused"):
             raise BenchError(f"container {spec.name} is already running ({spec.purpose}, another run); "
-                             f"wait for it or stop it with `docker stop {spec.name}`")
+                             f"wait for it or stop it with `{engine} stop {spec.name}`")
         existing.remove(force=True)  # a finished, killed or never started earlier run
+    environment = container_env(spec, image.id, engine)
+    user = container_user(writable)
+    try:
+        if engine == "podman":
+            container = _start_podman(client, podman_spec(image.id, spec, user, environment))
+        else:
+            container = client.containers.run(image.id, spec.command, detach=True,
+                                              **docker_options(spec, user, environment))
+    except APIError as error:
+        _remove_if_present(client, spec.name)  # created before it failed to start
+        raise _start_error(engine, spec, str(error.explanation or error)) from error
+    return _follow(container, spec, stream, engine)
+
+
+def docker_options(spec: ContainerSpec, user: str, environment: dict[str, str]) -> dict[str, Any]:
+    """docker-py's `containers.run` options for the locked-down container (see the module docstring)."""
+    from docker.types import DeviceRequest
+    from docker.types import Mount as DockerMount
+
     gpu = None
     if spec.gpu is not None:
         ids = None if spec.gpu == "all" else [spec.gpu]
         gpu = [DeviceRequest(count=-1 if ids is None else None, device_ids=ids, capabilities=[["gpu"]])]
-    environment = {"COLLAPSEBENCH_IMAGE_DIGEST": image.id, "COLLAPSEBENCH_RUNNER": "docker", "HF_HUB_OFFLINE": "1",
-                   "TRANSFORMERS_OFFLINE": "1", "HF_HUB_CACHE": HUB_CACHE, "HOME": "/tmp", "PYTHONUNBUFFERED": "1",
-                   **spec.env}
-    try:
-        container = client.containers.run(
-            image.id, spec.command, name=spec.name, detach=True, user=container_user(writable), working_dir=WORKDIR,
-            network_mode="none", cap_drop=["ALL"], security_opt=["no-new-privileges"], read_only=True,
-            tmpfs={"/tmp": "rw,exec,nosuid,size=8g"}, environment=environment, device_requests=gpu,
-            mounts=[DockerMount(m.target, str(m.source), type="bind", read_only=m.read_only) for m in spec.mounts],
-            labels=spec.labels,
-        )
-    except APIError as error:
-        _remove_if_present(client, spec.name)  # docker-py creates the container before starting it
-        text = str(error.explanation or error)
-        if gpu and ("device driver" in text or "gpu" in text.lower()):
-            raise BenchError(f"{spec.purpose} needs a GPU but Docker cannot provide one ({text}); install the "
-                             "NVIDIA driver and the NVIDIA Container Toolkit, then restart dockerd") from error
-        raise BenchError(f"cannot start container {spec.name}: {text}") from error
-    return _follow(container, spec, stream)
+    return {"name": spec.name, "user": user, "working_dir": WORKDIR, "network_mode": "none", "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"], "read_only": True, "tmpfs": {"/tmp": ",".join(TMP_OPTIONS)},
+            "environment": environment, "device_requests": gpu, "labels": spec.labels,
+            "mounts": [DockerMount(m.target, str(m.source), type="bind", read_only=m.read_only) for m in spec.mounts]}
+
+
+def podman_spec(image_id: str, spec: ContainerSpec, user: str, environment: dict[str, str]) -> dict[str, Any]:
+    """Podman's create request (its SpecGenerator) for the same locked-down container as `docker_options`; a GPU
+    is its CDI device (`nvidia.com/gpu=all`, or one per id)."""
+    body: dict[str, Any] = {
+        "name": spec.name, "image": image_id, "command": spec.command, "user": user, "work_dir": WORKDIR,
+        "env": environment, "labels": spec.labels, "netns": {"nsmode": "none"}, "cap_drop": ["ALL"],
+        "no_new_privileges": True, "read_only_filesystem": True,
+        "mounts": [{"destination": "/tmp", "source": "tmpfs", "type": "tmpfs", "options": list(TMP_OPTIONS)}]
+        + [{"destination": m.target, "source": str(m.source), "type": "bind", "options": ["ro" if m.read_only else "rw"]}
+           for m in spec.mounts],
+    }
+    if spec.gpu is not None:
+        ids = ["all"] if spec.gpu == "all" else gpu_ids(spec.gpu)
+        body["devices"] = [{"path": f"nvidia.com/gpu={device}"} for device in ids]
+    if os.getuid() != 0:
+        body["userns"] = {"nsmode": "keep-id"}  # rootless: the caller's uid inside owns the output folder outside
+    return body
+
+
+def _start_podman(client: Any, body: dict[str, Any]) -> Any:
+    """Create the container through Podman's own API, then start it through the Docker-compatible one."""
+    from docker.errors import APIError
+
+    response = client.api.post(f"{client.api.base_url}{PODMAN_CREATE}", json=body)
+    if response.status_code != 201:
+        try:
+            message = str(response.json().get("message") or response.text)
+        except ValueError:  # not Podman's JSON error (a proxy, a truncated answer)
+            message = response.text or str(response.reason)
+        raise APIError(f"podman create: {message}", response=response, explanation=message)
+    container = client.containers.get(response.json()["Id"])
+    container.start()
+    return container
+
+
+def _start_error(engine: str, spec: ContainerSpec, text: str) -> BenchError:
+    """Why the container did not start, with the host setting that is missing where the engine's error says."""
+    lowered = text.lower()
+    if engine == "podman" and spec.gpu is not None and ("cdi" in lowered or "nvidia.com/gpu" in lowered):
+        return BenchError(f"{spec.purpose} needs a GPU but Podman cannot provide one ({text}); install the NVIDIA "
+                          "driver and the NVIDIA Container Toolkit and write its CDI specification "
+                          "(`nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`)")
+    if engine == "docker" and spec.gpu is not None and ("device driver" in text or "gpu" in lowered):
+        return BenchError(f"{spec.purpose} needs a GPU but Docker cannot provide one ({text}); install the "
+                          "NVIDIA driver and the NVIDIA Container Toolkit, then restart dockerd")
+    if engine == "podman" and "rlimit" in lowered:
+        return BenchError(f"cannot start container {spec.name}: {text}. Podman asks for resource limits above its "
+                          "own (it cannot raise them without CAP_SYS_RESOURCE, e.g. inside a container): set "
+                          "default_ulimits in containers.conf to the Podman service's own hard limits, as "
+                          "scripts/ci_podman.sh does")
+    if engine == "podman" and "hybrid mode" in lowered:
+        return BenchError(f"cannot start container {spec.name}: {text}. crun cannot run on this host's mixed "
+                          "cgroup v1/v2 hierarchy: set runtime = \"runc\" under [engine] in containers.conf, as "
+                          "scripts/ci_podman.sh does")
+    return BenchError(f"cannot start container {spec.name}: {text}")
 
 
 def _remove_if_present(client: Any, name: str) -> None:
@@ -332,29 +466,40 @@ def _remove_if_present(client: Any, name: str) -> None:
         pass
 
 
-def _follow(container: Any, spec: ContainerSpec, stream: TextIO) -> int:
+def _follow(container: Any, spec: ContainerSpec, stream: TextIO, engine: str) -> int:
     """Stream the log until the container exits; on Ctrl-C or SIGTERM kill it. Always remove it."""
     kept = f"; {spec.kept}" if spec.kept else ""
-    restore = None
-    if threading.current_thread() is threading.main_thread():
-        restore = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        for chunk in container.logs(stream=True, follow=True):
-            stream.write(chunk.decode("utf-8", "replace"))
-            stream.flush()
-        status = int(container.wait()["StatusCode"])
-        container.reload()
-        if container.attrs.get("State", {}).get("OOMKilled"):
-            print(f"docker: {spec.name} was killed for lack of memory{kept}", file=stream)
-        return status
-    except KeyboardInterrupt:
-        container.kill()
-        print(f"docker: interrupted, killed {spec.name}{kept}", file=stream)
-        raise
+        with sigterm_interrupts():
+            try:
+                for chunk in container.logs(stream=True, follow=True):
+                    stream.write(chunk.decode("utf-8", "replace"))
+                    stream.flush()
+                status = int(container.wait()["StatusCode"])
+                container.reload()
+                if container.attrs.get("State", {}).get("OOMKilled"):
+                    print(f"{engine}: {spec.name} was killed for lack of memory{kept}", file=stream)
+                return status
+            except KeyboardInterrupt:
+                container.kill()
+                print(f"{engine}: interrupted, killed {spec.name}{kept}", file=stream)
+                raise
     finally:
-        if restore is not None:
-            signal.signal(signal.SIGTERM, restore)
         container.remove(force=True)
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt meanwhile (in the main thread), so that whoever follows a container stops
+    it on `kill`, Slurm's stop or a launcher's stop as on Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    restore = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, restore)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -38,7 +38,7 @@ def scale_out(args: argparse.Namespace, params: dict[str, Any], config: ModelCon
     log_dir = Path(block.get("log_dir") or DEFAULT_LOG_DIR).resolve()
     call = GenerateCall(model=config.name, runner=args.runner or config.runner, params_path=args.params,
                         results_dir=args.results, models_dir=args.models_dir, model_cache=args.model_cache,
-                        base_image=args.base_image)
+                        base_image=args.base_image, engine=args.engine)
     model_dir = args.results / "models" / config.name
     stamps = job_stamps(config, jobs, pool)
     if args.launcher == "slurm":

@@ -63,6 +63,7 @@ class GenerateCall:
     models_dir: Path
     model_cache: Path | None = None  # docker: the host's hub cache
     base_image: str | None = None  # docker: BASE_IMAGE build argument
+    engine: str | None = None  # docker runner: --engine (None: params.yaml generate.engine)
 
     def argv(self, shard: str, gpu: str | None = None) -> list[str]:
         """This Python running the CLI on one shard; `gpu` is the docker runner's `--gpu` (host numbering)."""
@@ -73,6 +74,7 @@ class GenerateCall:
             argv += ["--gpu", gpu] if gpu else []
             argv += ["--model-cache", str(self.model_cache.resolve())] if self.model_cache else []
             argv += ["--base-image", self.base_image] if self.base_image else []
+            argv += ["--engine", self.engine] if self.engine else []
         return argv
 
 

@@ -2,9 +2,12 @@
 
 Each task runs `collapsebench generate MODEL --shard i/n` (generation/scaleout.py's
 `GenerateCall`) in a child process, with the local runner (the task's GPUs are
-the ones Slurm put in CUDA_VISIBLE_DEVICES) or the docker runner (the container
-gets the GPUs Slurm allocated, SLURM_JOB_GPUS, in the host's numbering). The
-results folder must be on a file system the nodes share, as submitit's job
+the ones Slurm put in CUDA_VISIBLE_DEVICES) or the docker runner with the run's
+container engine passed on as `--engine` (the flag, else params.yaml
+`generate.engine`): a Docker or Podman container gets the GPUs Slurm allocated,
+SLURM_JOB_GPUS, in the host's numbering, since the engine's daemon sees every
+GPU; Apptainer runs in the task itself and keeps the task's CUDA_VISIBLE_DEVICES.
+The results folder must be on a file system the nodes share, as submitit's job
 folder is.
 
 Preemption and requeueing cost nothing but the image in flight: the task is a
@@ -32,7 +35,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,7 @@ from collapsebench.generation.scaleout import (
 )
 
 SQUEUE_EVERY_S = 2.0
+DAEMON_ENGINES = ("docker", "podman")  # engines whose containers a daemon starts, outside the task's GPU limits
 TIME = re.compile(r"(?:(\d+)-)?(\d+):(\d{1,2})(?::(\d{1,2}))?")  # [D-]HH:MM[:SS]
 
 
@@ -113,12 +117,13 @@ class ShardTask(Checkpointable):
     """Runs in the Slurm task: the shard's generate command as a child process. Checkpointing resubmits it
     unchanged, since the shard's generation resumes by itself."""
 
-    def __init__(self, argv: list[str], docker: bool) -> None:
-        self.argv, self.docker = argv, docker
+    def __init__(self, argv: list[str], engine: str | None) -> None:
+        """`engine`: the docker runner's container engine, None for the local runner."""
+        self.argv, self.engine = argv, engine
 
     def __call__(self) -> int:
-        argv = list(self.argv)
-        if self.docker and os.environ.get("SLURM_JOB_GPUS"):
+        argv = list(self.argv) + (["--engine", self.engine] if self.engine else [])
+        if self.engine in DAEMON_ENGINES and os.environ.get("SLURM_JOB_GPUS"):
             argv += ["--gpu", os.environ["SLURM_JOB_GPUS"]]
         environment = {**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}
         task = f"{os.environ.get('SLURM_ARRAY_JOB_ID')}_{os.environ.get('SLURM_ARRAY_TASK_ID')}"
@@ -203,6 +208,17 @@ def slurm_state(task_id: str) -> str:
     return match.group(1) if match else "UNKNOWN"
 
 
+def task_engine(call: GenerateCall, engine: str | None) -> str | None:
+    """The container engine the tasks pass on: `engine` (the command line's), else params.yaml
+    `generate.engine`, else docker; None for the local runner."""
+    if call.runner != "docker":
+        return None
+    from collapsebench.cli import load_params
+    from collapsebench.core.containers import choose_engine
+
+    return choose_engine(engine, load_params(call.params_path), call.params_path)
+
+
 def submit_array(plan: ScaleOut, call: GenerateCall, settings: SlurmSettings, folder: Path) -> list[SlurmShard]:
     """One job array with a task per unfinished shard; submitit's job files and the tasks' logs go in `folder`."""
     todo = plan.prepare()
@@ -210,8 +226,10 @@ def submit_array(plan: ScaleOut, call: GenerateCall, settings: SlurmSettings, fo
         return []
     executor = submitit.SlurmExecutor(folder=folder / "%j")
     executor.update_parameters(**settings.executor_parameters(f"collapsebench-{plan.model}", len(todo)))
+    engine = task_engine(call, call.engine)
+    shard_call = replace(call, engine=None)  # ShardTask adds the resolved --engine (and the task's --gpu)
     try:
-        jobs = executor.submit_array([ShardTask(call.argv(work.spec), call.runner == "docker") for work in todo])
+        jobs = executor.submit_array([ShardTask(shard_call.argv(work.spec), engine) for work in todo])
     except subprocess.CalledProcessError as error:
         raise BenchError(f"sbatch refused the array: {error.output.decode() if error.output else error}") from error
     array = SlurmArray(jobs)
@@ -221,7 +239,8 @@ def submit_array(plan: ScaleOut, call: GenerateCall, settings: SlurmSettings, fo
 
 
 def run_on_slurm(plan: ScaleOut, call: GenerateCall, settings: SlurmSettings, folder: Path) -> int:
-    """Submit the unfinished shards as one array, wait with progress, then merge (see the module docstring)."""
+    """Submit the unfinished shards as one array, wait with progress, then merge (see the module docstring).
+    The tasks' container engine: `call.engine` (the command line's `--engine`), else params.yaml's."""
     if plan.complete():
         print(f"generate {plan.model}: all {plan.total} images already made")
         return 0

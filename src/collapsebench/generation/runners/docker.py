@@ -15,6 +15,11 @@ Inside, the command is `collapsebench generate MODEL --runner local`, so the
 resumable, locked generation of generate.py runs unchanged; the image id
 lands in every manifest line. Stopping the host process (Ctrl-C or SIGTERM)
 kills the container; finished images are kept and a rerun resumes.
+
+What runs the container is the engine (`--engine`, else params.yaml
+`generate.engine`, else docker): Docker, Podman (the same image and lockdown
+through Podman's API, core/containers.py), or Apptainer (the image as a SIF,
+runners/apptainer.py), for clusters that have no Docker daemon.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from collapsebench.core.containers import (
     ImageSource,
     Mount,
     build_root,
+    choose_engine,
     connect,
     ensure_image,
     input_mounts,
@@ -60,6 +66,7 @@ class DockerRun:
     base_image: str | None = None  # BASE_IMAGE build argument; None keeps the Dockerfile's default
     gpu: str = "all"  # "all" or one device id (shards on a multi-GPU host)
     extra_env: dict[str, str] = field(default_factory=dict)
+    engine: str = "docker"  # docker | podman | apptainer
 
     @property
     def needs_gpu(self) -> bool:
@@ -81,17 +88,23 @@ class DockerRun:
 
 
 def docker_run(args: argparse.Namespace, params: dict[str, Any], config: ModelConfig) -> DockerRun:
-    """The run `collapsebench generate MODEL --runner docker [--shard i/n] [--gpu ID] ...` asks for."""
+    """The run `collapsebench generate MODEL --runner docker [--engine E] [--shard i/n] [--gpu ID] ...` asks for."""
     return DockerRun(config=config, repo_root=build_root(), params_path=args.params, params=params,
                      models_dir=args.models_dir, results_dir=args.results, shard=args.shard,
-                     hub_cache=args.model_cache or default_hub_cache(), base_image=args.base_image, gpu=args.gpu)
+                     hub_cache=args.model_cache or default_hub_cache(), base_image=args.base_image, gpu=args.gpu,
+                     engine=choose_engine(args.engine, params, args.params))
 
 
 def prepare_image(run: DockerRun, stream: TextIO = sys.stderr) -> None:
-    """Check the weights and build (or pull) the model's image once, before several shards start containers
-    from it at the same time (each would otherwise build it, concurrently)."""
+    """Check the weights and build (or pull, or convert) the model's image once, before several shards start
+    containers from it at the same time (each would otherwise build it, concurrently)."""
     check_weights(run)
-    client = connect()
+    if run.engine == "apptainer":
+        from collapsebench.generation.runners.apptainer import sif_image
+
+        sif_image(run, stream)
+        return
+    client = connect(run.engine)
     try:
         ensure_image(client, image_source(run), stream)
     finally:
@@ -101,7 +114,11 @@ def prepare_image(run: DockerRun, stream: TextIO = sys.stderr) -> None:
 def run_in_docker(run: DockerRun, stream: TextIO = sys.stderr) -> int:
     """Generate `run.config`'s images in its container; the container's exit status (0 = all made)."""
     check_weights(run)
-    return run_stage(image_source(run), container_spec(run, generate_command(run)), stream)
+    if run.engine == "apptainer":
+        from collapsebench.generation.runners.apptainer import run_in_apptainer
+
+        return run_in_apptainer(run, container_spec(run, generate_command(run)), stream)
+    return run_stage(image_source(run), container_spec(run, generate_command(run)), stream, engine=run.engine)
 
 
 def generate_command(run: DockerRun) -> list[str]:
