@@ -9,7 +9,7 @@ import re
 from conftest import REPO
 
 PACKAGE = REPO / "src" / "collapsebench"
-# Which sub-packages each one may import. The site reads the report's files through reporting/tables.py and
+# Which sub-packages each one may import. The site reads the report's files through reporting/rows.py and
 # reporting/metrics.py (the same parsing and per-image means the report used), so leaderboard -> reporting is allowed.
 ALLOWED = {
     "core": {"core"},

@@ -29,8 +29,8 @@ from collapsebench.core.errors import BenchError
 from collapsebench.core.io import read_csv
 from collapsebench.core.manifest import Manifest
 from collapsebench.core.metric_table import HEADLINE_TAU
+from collapsebench.leaderboard.results_tables import scene_order, slug
 from collapsebench.leaderboard.store import ImageStore
-from collapsebench.leaderboard.tables import scene_order, slug
 from collapsebench.reporting.metrics import image_scores
 
 COLLAPSE_TAU = HEADLINE_TAU

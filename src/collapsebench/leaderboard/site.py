@@ -60,16 +60,16 @@ from collapsebench.leaderboard.provenance import (
     generation_cost,
     summarize_manifest,
 )
-from collapsebench.leaderboard.store import ImageStore
-from collapsebench.leaderboard.summary import build_summary
-from collapsebench.leaderboard.tables import (
+from collapsebench.leaderboard.results_tables import (
     SAFE_COMPONENT,
     TAUS,
     results_table,
     slug,
     split,
 )
-from collapsebench.reporting.tables import Row, is_custom, is_result, is_smoke, load
+from collapsebench.leaderboard.store import ImageStore
+from collapsebench.leaderboard.summary import build_summary
+from collapsebench.reporting.rows import Row, is_custom, is_result, is_smoke, load
 
 MARKER = ".collapsebench-site"  # marks a folder this builder made, so only such a folder is ever replaced
 PAGES = (("index.html", "Leaderboard"), ("figures.html", "Figures"), ("scenes.html", "Per scene"),

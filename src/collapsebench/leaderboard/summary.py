@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from collapsebench.core.metric_table import BY_COLUMN, HEADLINE_TAU
-from collapsebench.leaderboard.tables import (
+from collapsebench.leaderboard.results_tables import (
     TAUS,
     card_href,
     fmt,
@@ -31,7 +31,7 @@ from collapsebench.leaderboard.tables import (
     rankable,
     slug,
 )
-from collapsebench.reporting.tables import Row, is_result
+from collapsebench.reporting.rows import Row, is_result
 
 PAPER_TAU = f"{HEADLINE_TAU:g}"  # the only threshold the paper prints
 DINOV2 = "dinov2"

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from collapsebench.core.io import atomic_write_bytes, atomic_write_json  # noqa: E402
 from collapsebench.core.metric_table import BY_COLUMN, HEADLINE_TAU  # noqa: E402
-from collapsebench.reporting.tables import Row, is_result, is_smoke, load  # noqa: E402
+from collapsebench.reporting.rows import Row, is_result, is_smoke, load  # noqa: E402
 
 matplotlib.rcParams["svg.hashsalt"] = "collapsebench"  # stable element ids in SVGs
 matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, searchable, selectable SVGs

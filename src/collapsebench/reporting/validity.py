@@ -30,7 +30,7 @@ from collapsebench.core.io import atomic_write_text  # noqa: E402
 from collapsebench.core.metric_table import BY_COLUMN, HEADLINE_TAU  # noqa: E402
 from collapsebench.reporting import study_page  # noqa: E402
 from collapsebench.reporting.figures import index_figure, save  # noqa: E402
-from collapsebench.reporting.tables import is_result, is_smoke  # noqa: E402
+from collapsebench.reporting.rows import is_result, is_smoke  # noqa: E402
 
 TAU = HEADLINE_TAU
 GLOBAL, MATCHED = f"scr_{TAU:g}", f"matched_scr_{TAU:g}"

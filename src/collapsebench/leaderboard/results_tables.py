@@ -21,7 +21,7 @@ from typing import Any
 from collapsebench.benchmark.suite import SCENES
 from collapsebench.core.manifest import SUBMITTED_LABEL
 from collapsebench.core.metric_table import METRICS, THRESHOLDS
-from collapsebench.reporting.tables import Row, is_custom, is_result, is_smoke
+from collapsebench.reporting.rows import Row, is_custom, is_result, is_smoke
 
 TAUS = tuple(f"{t:g}" for t in THRESHOLDS)
 SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
