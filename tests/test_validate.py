@@ -33,6 +33,12 @@ from submission_kit import (
 from collapsebench.benchmark.casting import cast_suite
 from collapsebench.benchmark.model_config import load_model_config
 from collapsebench.benchmark.pool import load_pool
+from collapsebench.benchmark.registry import (
+    generates_here,
+    model_names,
+    select,
+    waiting_submissions,
+)
 from collapsebench.benchmark.suite import make_jobs
 from collapsebench.cli import main
 from collapsebench.core.errors import BenchError
@@ -293,9 +299,15 @@ def test_a_valid_submission_passes_and_imports_as_submitted_results(pristine: tu
                                                                     repo_with_results: Path) -> None:
     folder = copy_submission(pristine[0], repo_with_results)
     assert check_submission(folder, benchmark()) == []
+    submissions, models = repo_with_results / "submissions", repo_with_results / "models"
+    assert waiting_submissions(submissions, models) == [NAME]  # merged: the site lists it as pending
     pool = load_pool(pristine[1])
     target = import_submission(folder, benchmark(), pool, repo_with_results / "results", repo_with_results / "models")
     assert target == repo_with_results / "results" / "models" / NAME
+    # Imported: an entry like any model (no list to add it to), scored by `score --models all`, never generated.
+    assert waiting_submissions(submissions, models) == [] and model_names(models) == [NAME]
+    entry = select("all", models, "test")
+    assert [c.name for c in entry] == [NAME] and not generates_here(entry[0])
     records = Manifest(target).load_checked()
     assert len(records) == 225 and {r["runner"] for r in records} == {"submitted"}
     assert {r["source"] for r in records} == {"submitted"}
