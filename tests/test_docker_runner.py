@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -183,11 +184,18 @@ def setup_problem() -> str | None:
         return f"no Docker engine can run here: {problem}"
     client = containers.connect()
     try:
-        client.images.get(BASE_IMAGE)
-    except Exception:  # docker.errors.ImageNotFound, or an engine that cannot answer
-        return f"the base image {BASE_IMAGE} is missing"
+        return image_inputs_problem(client, "")
     finally:
         client.close()
+
+
+def image_inputs_problem(client: Any, where: str) -> str | None:
+    """What the CPU test image is built from, if missing: the Debian base image in this engine (`where` says
+    which, in the message) or scripts/ci_docker.sh's wheels for the current pins (its marker holds their sha256)."""
+    try:
+        client.images.get(BASE_IMAGE)
+    except Exception:  # docker.errors.ImageNotFound, or an engine that cannot answer
+        return f"the base image {BASE_IMAGE} is missing{where}"
     wanted = hashlib.sha256(b"".join((REPO / name).read_bytes() for name in REQUIREMENTS)).hexdigest()
     marker = WHEELS / ".complete"
     if not marker.is_file() or marker.read_text().strip() != wanted:
@@ -240,21 +248,26 @@ def assert_complete(folder: Path, expected: int) -> list[dict]:
     return records
 
 
+def check_calibration_run(workdir: Path, client: Any, model: str, engine: str, flags: list[str]) -> None:
+    """Shard 0/15 of a calibration model in its container: every line names the engine and the image id, the
+    container ran as non-root on the CPU, and the same adapter in this process makes byte-identical images.
+    Shared by every engine's tests (test_podman_runner.py too)."""
+    assert main(["generate", model, "--shard", "0/15", *flags]) == 0
+    out = workdir / f"results/models/{model}/shards/0-of-15"
+    records = assert_complete(out, 5)
+    image_id = containers.ensure_image(client, runner.image_source(plan(workdir, model)), io.StringIO()).id
+    for record in records:
+        assert record["runner"] == engine and record["container_digest"] == image_id
+        assert record["uid"] != 0 and record["device"].startswith("cpu")
+    assert main(["--results", "here", "generate", model, "--shard", "0/15", "--runner", "local"]) == 0
+    local = {r["key"]: r["sha256"] for r in Manifest(workdir / f"here/models/{model}/shards/0-of-15").records()}
+    assert local == {r["key"]: r["sha256"] for r in records}
+    assert client.containers.list(all=True, filters={"name": f"collapsebench-{model}"}) == []
+
+
 @pytest.mark.slow
 def test_a_calibration_model_runs_in_its_container(docker_workdir: Path, engine) -> None:
-    assert main(["generate", "collage-docker", "--shard", "0/15", *ON_BASE]) == 0
-    out = docker_workdir / "results/models/collage-docker/shards/0-of-15"
-    records = assert_complete(out, 5)
-    image_id = containers.ensure_image(engine, runner.image_source(plan(docker_workdir, "collage-docker")),
-                                       io.StringIO()).id
-    for record in records:
-        assert record["runner"] == "docker" and record["container_digest"] == image_id
-        assert record["uid"] != 0 and record["device"].startswith("cpu")
-    # The same adapter in this process makes byte-identical images.
-    assert main(["--results", "here", "generate", "collage-docker", "--shard", "0/15", "--runner", "local"]) == 0
-    local = {r["key"]: r["sha256"] for r in Manifest(docker_workdir / "here/models/collage-docker/shards/0-of-15").records()}
-    assert local == {r["key"]: r["sha256"] for r in records}
-    assert engine.containers.list(all=True, filters={"name": "collapsebench-collage-docker"}) == []
+    check_calibration_run(docker_workdir, engine, "collage-docker", "docker", ON_BASE)
 
 
 PROBE = r"""
@@ -282,18 +295,24 @@ print("PROBE " + json.dumps(report))
 """
 
 
-@pytest.mark.slow
-def test_the_container_has_no_network_no_root_and_read_only_inputs(docker_workdir: Path, engine) -> None:
-    run = plan(docker_workdir, "collage-docker")
+def check_lockdown(workdir: Path, client: Any, model: str) -> None:
+    """A probe inside the model's container: only loopback, not root, no capabilities, no-new-privileges, inputs
+    and root read-only, the output writable. Shared by every engine's tests."""
+    run = plan(workdir, model)
     run.extra_env = {"OUT": run.container_out}
-    image = containers.ensure_image(engine, runner.image_source(run), io.StringIO())
+    image = containers.ensure_image(client, runner.image_source(run), io.StringIO())
     log = io.StringIO()
-    assert containers.run_container(engine, image, runner.container_spec(run, ["python3", "-c", PROBE]), log) == 0
+    assert containers.run_container(client, image, runner.container_spec(run, ["python3", "-c", PROBE]), log) == 0
     report = json.loads(log.getvalue().split("PROBE ", 1)[1])
     assert report["interfaces"] == ["lo"]
     assert report["uid"] != 0 and report["cap_eff"] == "0000000000000000" and report["no_new_privs"] == "1"
     assert (report["write_data"], report["write_root"], report["write_output"]) == (False, False, True)
     assert report["loopback_only"]
+
+
+@pytest.mark.slow
+def test_the_container_has_no_network_no_root_and_read_only_inputs(docker_workdir: Path, engine) -> None:
+    check_lockdown(docker_workdir, engine, "collage-docker")
 
 
 @pytest.mark.slow

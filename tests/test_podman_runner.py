@@ -12,9 +12,7 @@ missing, where it could not.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import os
 import signal
 import subprocess
@@ -26,16 +24,14 @@ from typing import Any
 import pytest
 import yaml
 from conftest import REPO
-from docker.errors import DockerException
 from test_docker_runner import (
-    BASE_IMAGE,
     ON_BASE,
-    PROBE,
-    REQUIREMENTS,
-    WHEELS,
     add_model,
     assert_complete,
+    check_calibration_run,
+    check_lockdown,
     cli,
+    image_inputs_problem,
     manifest_lines,
     plan,
     wait_for,
@@ -44,7 +40,6 @@ from test_docker_runner import (
 from collapsebench.cli import main
 from collapsebench.core import containers
 from collapsebench.core.errors import BenchError
-from collapsebench.core.manifest import Manifest
 from collapsebench.generation import slurm
 from collapsebench.generation.runners import docker as runner
 from collapsebench.generation.scaleout import GenerateCall
@@ -220,16 +215,9 @@ def setup_problem() -> str | None:
     except BenchError as error:
         return f"no Podman service answers here: {error}"
     try:
-        client.images.get(BASE_IMAGE)
-    except DockerException:  # ImageNotFound, or a service that cannot answer
-        return f"the base image {BASE_IMAGE} is missing from Podman"
+        return image_inputs_problem(client, " from Podman")
     finally:
         client.close()
-    wanted = hashlib.sha256(b"".join((REPO / name).read_bytes() for name in REQUIREMENTS)).hexdigest()
-    marker = WHEELS / ".complete"
-    if not marker.is_file() or marker.read_text().strip() != wanted:
-        return f"{WHEELS} is missing or stale for the current pins"
-    return None
 
 
 @pytest.fixture(scope="session")
@@ -254,33 +242,12 @@ def podman_workdir(workdir: Path, podman) -> Path:
 
 @pytest.mark.slow
 def test_a_calibration_model_runs_in_a_podman_container(podman_workdir: Path, podman) -> None:
-    assert main(["generate", "collage-podman", "--shard", "0/15", *ON_PODMAN]) == 0
-    out = podman_workdir / "results/models/collage-podman/shards/0-of-15"
-    records = assert_complete(out, 5)
-    image_id = containers.ensure_image(podman, runner.image_source(plan(podman_workdir, "collage-podman")),
-                                       io.StringIO()).id
-    for record in records:
-        assert record["runner"] == "podman" and record["container_digest"] == image_id
-        assert record["uid"] != 0 and record["device"].startswith("cpu")
-    # The same adapter in this process makes byte-identical images.
-    assert main(["--results", "here", "generate", "collage-podman", "--shard", "0/15", "--runner", "local"]) == 0
-    local = {r["key"]: r["sha256"] for r in Manifest(podman_workdir / "here/models/collage-podman/shards/0-of-15").records()}
-    assert local == {r["key"]: r["sha256"] for r in records}
-    assert podman.containers.list(all=True, filters={"name": "collapsebench-collage-podman"}) == []
+    check_calibration_run(podman_workdir, podman, "collage-podman", "podman", ON_PODMAN)
 
 
 @pytest.mark.slow
 def test_the_podman_container_has_no_network_no_root_and_read_only_inputs(podman_workdir: Path, podman) -> None:
-    run = plan(podman_workdir, "collage-podman")
-    run.extra_env = {"OUT": run.container_out}
-    image = containers.ensure_image(podman, runner.image_source(run), io.StringIO())
-    log = io.StringIO()
-    assert containers.run_container(podman, image, runner.container_spec(run, ["python3", "-c", PROBE]), log) == 0
-    report = json.loads(log.getvalue().split("PROBE ", 1)[1])
-    assert report["interfaces"] == ["lo"]
-    assert report["uid"] != 0 and report["cap_eff"] == "0000000000000000" and report["no_new_privs"] == "1"
-    assert (report["write_data"], report["write_root"], report["write_output"]) == (False, False, True)
-    assert report["loopback_only"]
+    check_lockdown(podman_workdir, podman, "collage-podman")
 
 
 @pytest.mark.slow

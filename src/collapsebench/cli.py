@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,22 @@ def _selected(args: argparse.Namespace, params: dict[str, Any], stage: str) -> l
     return select(params.get("models", "calibration"), args.models_dir, f"{args.params}: models")
 
 
+def _run_selected(args: argparse.Namespace, params: dict[str, Any], stage: str,
+                  run_one: Callable[[argparse.Namespace, dict[str, Any]], int], configs: list[Any],
+                  recorded: tuple[str, str]) -> int:
+    """`run_one` for each selected model in turn (stopping at the first failure), then the stage's record."""
+    from collapsebench.benchmark.registry import describe
+
+    print(f"{stage}: {describe(configs)} (other models keep their committed results or show as pending)",
+          file=sys.stderr)
+    for config in configs:
+        code = run_one(argparse.Namespace(**{**vars(args), "model": config.name}), params)
+        if code:
+            return code
+    _record_stage(args, [c.name for c in configs], *recorded)
+    return 0
+
+
 def _record_stage(args: argparse.Namespace, names: list[str], file_name: str, record: str) -> None:
     """results/<record>: the sha256 of each run model's <file_name>, the stage's one DVC output.
 
@@ -71,19 +88,12 @@ def _record_stage(args: argparse.Namespace, names: list[str], file_name: str, re
 
 
 def cmd_generate(args: argparse.Namespace, params: dict[str, Any]) -> int:
-    from collapsebench.benchmark.registry import describe, generates_here
+    from collapsebench.benchmark.registry import generates_here
 
     if args.model:
         return generate_one(args, params)
     configs = [c for c in _selected(args, params, "generate") if generates_here(c)]
-    print(f"generate: {describe(configs)} (other models keep their committed results or show as pending)",
-          file=sys.stderr)
-    for config in configs:
-        code = generate_one(argparse.Namespace(**{**vars(args), "model": config.name}), params)
-        if code:
-            return code
-    _record_stage(args, [c.name for c in configs], "manifest.jsonl", "generated.json")
-    return 0
+    return _run_selected(args, params, "generate", generate_one, configs, ("manifest.jsonl", "generated.json"))
 
 
 def generate_one(args: argparse.Namespace, params: dict[str, Any]) -> int:
@@ -123,18 +133,10 @@ def cmd_merge(args: argparse.Namespace, params: dict[str, Any] | None) -> int:
 
 
 def cmd_score(args: argparse.Namespace, params: dict[str, Any]) -> int:
-    from collapsebench.benchmark.registry import describe
-
     if args.model:
         return score_one(args, params)
     configs = _selected(args, params, "score")
-    print(f"score: {describe(configs)}", file=sys.stderr)
-    for config in configs:
-        code = score_one(argparse.Namespace(**{**vars(args), "model": config.name}), params)
-        if code:
-            return code
-    _record_stage(args, [c.name for c in configs], "scores.csv", "scored.json")
-    return 0
+    return _run_selected(args, params, "score", score_one, configs, ("scores.csv", "scored.json"))
 
 
 def score_one(args: argparse.Namespace, params: dict[str, Any]) -> int:
