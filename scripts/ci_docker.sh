@@ -30,7 +30,7 @@ fi
 if ! docker info >/dev/null 2>&1; then
     if command -v dockerd >/dev/null 2>&1; then
         note "starting dockerd"
-        nohup dockerd >/tmp/collapsebench-dockerd.log 2>&1 &
+        (cd / && exec nohup dockerd >/tmp/collapsebench-dockerd.log 2>&1) &  # from /: never holds a checkout
         for _ in $(seq 1 60); do
             docker info >/dev/null 2>&1 && break
             sleep 1

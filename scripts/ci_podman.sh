@@ -39,7 +39,9 @@ probe() {
 }
 start_service() {
     mkdir -p "$(dirname "$socket")"
-    nohup podman system service --time=0 "unix://$socket" >"$log" 2>&1 &
+    # From /, not the checkout: conmon inherits the service's working folder and cannot start a container
+    # once that folder is gone ("write child: broken pipe" after a CI clone is deleted).
+    (cd / && exec nohup podman system service --time=0 "unix://$socket" >"$log" 2>&1) &
     echo $! >"$pidfile"
     for _ in $(seq 1 30); do
         answers && return 0
