@@ -40,9 +40,8 @@ from test_docker_runner import (
 from collapsebench.cli import main
 from collapsebench.core import containers
 from collapsebench.core.errors import BenchError
-from collapsebench.generation import slurm
+from collapsebench.generation import launch, slurm
 from collapsebench.generation.runners import docker as runner
-from collapsebench.generation.scaleout import GenerateCall
 
 ON_PODMAN = ["--engine", "podman", *ON_BASE]
 
@@ -192,10 +191,10 @@ def test_each_slurm_task_gets_the_engine_and_a_daemons_container_gets_the_tasks_
     document = yaml.safe_load(params.read_text())
     document["generate"]["engine"] = "podman"
     params.write_text(yaml.safe_dump(document))
-    docker = GenerateCall("m", "docker", params, workdir / "results", workdir / "models")
-    assert slurm.task_engine(docker, None) == "podman"  # params.yaml's
-    assert slurm.task_engine(docker, "apptainer") == "apptainer"  # the flag's
-    assert slurm.task_engine(GenerateCall("m", "local", params, workdir / "results", workdir / "models"), None) is None
+    loaded = yaml.safe_load(params.read_text())
+    assert launch.shard_engine("docker", None, loaded, params) == "podman"  # params.yaml's
+    assert launch.shard_engine("docker", "apptainer", loaded, params) == "apptainer"  # the flag's
+    assert launch.shard_engine("local", None, loaded, params) is None
 
 
 def test_the_podman_script_is_valid_bash_and_ci_system_calls_it_after_docker() -> None:

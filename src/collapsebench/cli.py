@@ -44,13 +44,13 @@ def _suite(params: dict[str, Any]):
 
 def _selected(args: argparse.Namespace, params: dict[str, Any], stage: str) -> list[Any]:
     """The models a stage runs without a MODEL argument: --models, else params.yaml's `models` selection."""
-    from collapsebench.benchmark.registry import select
+    from collapsebench.benchmark.registry import DEFAULT_SELECTION, select
 
     if args.shard:
         raise BenchError(f"{stage} --shard needs a MODEL")
     if args.models is not None:
         return select(args.models, args.models_dir, "--models")
-    return select(params.get("models", "calibration"), args.models_dir, f"{args.params}: models")
+    return select(params.get("models", DEFAULT_SELECTION), args.models_dir, f"{args.params}: models")
 
 
 def _run_selected(args: argparse.Namespace, params: dict[str, Any], stage: str,
@@ -76,14 +76,10 @@ def _record_stage(args: argparse.Namespace, names: list[str], file_name: str, re
     this small file is what tells DVC that the next stage has new input: it changes exactly when a run model's
     manifest (which holds every image's sha256) or scores changed.
     """
-    import hashlib
+    from collapsebench.core.io import atomic_write_json, sha256_file
 
-    from collapsebench.core.io import atomic_write_json
-
-    digests = {}
-    for name in names:
-        path = args.results / "models" / name / file_name
-        digests[name] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    paths = {name: args.results / "models" / name / file_name for name in names}
+    digests = {name: sha256_file(path) if path.is_file() else None for name, path in paths.items()}
     atomic_write_json(args.results / record, {"file": file_name, "models": digests})
 
 
@@ -98,13 +94,14 @@ def cmd_generate(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
 def generate_one(args: argparse.Namespace, params: dict[str, Any]) -> int:
     from collapsebench.benchmark.model_config import load_model_config
+    from collapsebench.benchmark.registry import generates_here
     from collapsebench.benchmark.suite import make_jobs, select_shard
     from collapsebench.generation.launch import scale_out, scaled_out
     from collapsebench.generation.shards import shard_dir
 
     instance = _suite(params)
     config = load_model_config(args.models_dir, args.model)
-    if config.runner == "submitted" or config.kind == "reported":
+    if not generates_here(config):
         why = ("results submitted as images" if config.runner == "submitted" else
                "reported-only: its row is the paper's printed numbers. "
                + " ".join(str(config.raw.get("description", "")).split()))
@@ -172,18 +169,14 @@ def cmd_report(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
         return report_in_docker(args, params)
 
-    from collapsebench.benchmark.model_config import load_model_config
-    from collapsebench.benchmark.registry import model_names, runs_here
+    from collapsebench.benchmark.registry import entries
     from collapsebench.benchmark.suite import load_prompts
     from collapsebench.reporting.report import run_report
 
     # Every entry of models/ with scores, whichever machine made them; the rest are pending (the site lists them).
     configs, pending = [], []
-    for name in model_names(args.models_dir):
-        config = load_model_config(args.models_dir, name)
-        if runs_here(config):
-            has_scores = (args.results / "models" / name / "scores.csv").is_file()
-            (configs if has_scores else pending).append(config)
+    for config in entries(args.models_dir):
+        (configs if (args.results / "models" / config.name / "scores.csv").is_file() else pending).append(config)
     report = run_report(args.results, configs, args.results / "reported" / "paper_table1.csv",
                         load_prompts(Path(params["suite"]["prompts"])), list(params["suite"]["seeds"]),
                         int(params["report"]["bootstrap"]), int(params["report"]["seed"]))

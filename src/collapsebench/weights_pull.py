@@ -87,9 +87,13 @@ def needed_weights(params: Mapping[str, Any], models_dir: Path, models: Sequence
     (backbones, the detector when matched SCR is on, the face networks when face identity is on), each once. Neither given: what params.yaml's
     pipeline runs (the models its `models` selects, and the scoring checkpoints when its profile is real)."""
     if not models and not scoring:
-        from collapsebench.benchmark.registry import generates_here, select
+        from collapsebench.benchmark.registry import (
+            DEFAULT_SELECTION,
+            generates_here,
+            select,
+        )
 
-        models = [c.name for c in select(params.get("models", "calibration"), models_dir, "params.yaml: models")
+        models = [c.name for c in select(params.get("models", DEFAULT_SELECTION), models_dir, "params.yaml: models")
                   if generates_here(c)]
         scoring = (params.get("scoring") or {}).get("profile") == "real"
     found: dict[tuple[str, str | None], Needed] = {}

@@ -22,6 +22,7 @@ from collapsebench.benchmark.model_config import NAME, ModelConfig, load_model_c
 from collapsebench.core.errors import BenchError
 
 SELECTIONS = ("calibration", "all")
+DEFAULT_SELECTION = "calibration"  # what `dvc repro` runs when params.yaml has no `models`
 
 
 def model_names(models_dir: Path) -> list[str]:
@@ -51,6 +52,13 @@ def generates_here(config: ModelConfig) -> bool:
     return runs_here(config) and config.runner != "submitted"
 
 
+def entries(models_dir: Path) -> list[ModelConfig]:
+    """Every entry of models/ whose scores the pipeline makes (all but the paper's reported-only rows), in name
+    order: what `all` selects, what the report reads scores for, what the site lists as pending without them."""
+    configs = [load_model_config(models_dir, name) for name in model_names(models_dir)]
+    return [c for c in configs if runs_here(c)]
+
+
 def parse_selection(value: object, where: str) -> str | list[str]:
     """params.yaml's `models` or `--models`: `calibration`, `all`, a list of names, or names joined by commas."""
     if isinstance(value, str) and value in SELECTIONS:
@@ -69,8 +77,7 @@ def select(value: object, models_dir: Path, where: str) -> list[ModelConfig]:
     """
     selection = parse_selection(value, where)
     if isinstance(selection, str):
-        configs = [load_model_config(models_dir, name) for name in model_names(models_dir)]
-        return [c for c in configs if runs_here(c) and (selection == "all" or c.kind == "calibration")]
+        return [c for c in entries(models_dir) if selection == "all" or c.kind == "calibration"]
     configs = []
     for name in dict.fromkeys(selection):
         if not (Path(models_dir) / name / "model.yaml").is_file():

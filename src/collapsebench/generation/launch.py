@@ -16,6 +16,7 @@ from typing import Any
 from collapsebench.benchmark.model_config import ModelConfig
 from collapsebench.benchmark.pool import Subject
 from collapsebench.benchmark.suite import Job
+from collapsebench.core.containers import choose_engine
 from collapsebench.core.errors import BenchError
 from collapsebench.generation.generate import job_stamps
 from collapsebench.generation.scaleout import GenerateCall, ScaleOut
@@ -28,6 +29,12 @@ def scaled_out(args: argparse.Namespace) -> bool:
     return args.launcher == "slurm" or args.gpus != "none"
 
 
+def shard_engine(runner: str, flag: str | None, params: dict[str, Any], params_path: Path) -> str | None:
+    """The container engine every shard (or Slurm task) is given: `--engine`, else params.yaml `generate.engine`,
+    else docker, resolved once here from the params already loaded; None for the local runner."""
+    return choose_engine(flag, params, params_path) if runner == "docker" else None
+
+
 def scale_out(args: argparse.Namespace, params: dict[str, Any], config: ModelConfig, jobs: list[Job],
               pool: dict[str, Subject]) -> int:
     """`jobs` as shards run at once, on this host's devices or as a Slurm array, then merged. Exit status 0 when
@@ -38,7 +45,8 @@ def scale_out(args: argparse.Namespace, params: dict[str, Any], config: ModelCon
     log_dir = Path(block.get("log_dir") or DEFAULT_LOG_DIR).resolve()
     call = GenerateCall(model=config.name, runner=args.runner or config.runner, params_path=args.params,
                         results_dir=args.results, models_dir=args.models_dir, model_cache=args.model_cache,
-                        base_image=args.base_image, engine=args.engine)
+                        base_image=args.base_image,
+                        engine=shard_engine(args.runner or config.runner, args.engine, params, args.params))
     model_dir = args.results / "models" / config.name
     stamps = job_stamps(config, jobs, pool)
     if args.launcher == "slurm":

@@ -208,17 +208,6 @@ def slurm_state(task_id: str) -> str:
     return match.group(1) if match else "UNKNOWN"
 
 
-def task_engine(call: GenerateCall, engine: str | None) -> str | None:
-    """The container engine the tasks pass on: `engine` (the command line's), else params.yaml
-    `generate.engine`, else docker; None for the local runner."""
-    if call.runner != "docker":
-        return None
-    from collapsebench.cli import load_params
-    from collapsebench.core.containers import choose_engine
-
-    return choose_engine(engine, load_params(call.params_path), call.params_path)
-
-
 def submit_array(plan: ScaleOut, call: GenerateCall, settings: SlurmSettings, folder: Path) -> list[SlurmShard]:
     """One job array with a task per unfinished shard; submitit's job files and the tasks' logs go in `folder`."""
     todo = plan.prepare()
@@ -226,10 +215,9 @@ def submit_array(plan: ScaleOut, call: GenerateCall, settings: SlurmSettings, fo
         return []
     executor = submitit.SlurmExecutor(folder=folder / "%j")
     executor.update_parameters(**settings.executor_parameters(f"collapsebench-{plan.model}", len(todo)))
-    engine = task_engine(call, call.engine)
-    shard_call = replace(call, engine=None)  # ShardTask adds the resolved --engine (and the task's --gpu)
+    shard_call = replace(call, engine=None)  # ShardTask adds the engine (scale_out resolved it) and the task's --gpu
     try:
-        jobs = executor.submit_array([ShardTask(shard_call.argv(work.spec), engine) for work in todo])
+        jobs = executor.submit_array([ShardTask(shard_call.argv(work.spec), call.engine) for work in todo])
     except subprocess.CalledProcessError as error:
         raise BenchError(f"sbatch refused the array: {error.output.decode() if error.output else error}") from error
     array = SlurmArray(jobs)
@@ -240,7 +228,7 @@ def submit_array(plan: ScaleOut, call: GenerateCall, settings: SlurmSettings, fo
 
 def run_on_slurm(plan: ScaleOut, call: GenerateCall, settings: SlurmSettings, folder: Path) -> int:
     """Submit the unfinished shards as one array, wait with progress, then merge (see the module docstring).
-    The tasks' container engine: `call.engine` (the command line's `--engine`), else params.yaml's."""
+    The tasks' container engine is `call.engine`, resolved by launch.shard_engine."""
     if plan.complete():
         print(f"generate {plan.model}: all {plan.total} images already made")
         return 0

@@ -29,7 +29,7 @@ from PIL import Image
 
 from collapsebench.benchmark.model_config import NAME, load_model_config
 from collapsebench.benchmark.pool import Subject
-from collapsebench.benchmark.registry import model_names, runs_here, waiting_submissions
+from collapsebench.benchmark.registry import entries, waiting_submissions
 from collapsebench.core.errors import BenchError
 from collapsebench.core.io import atomic_write_text, make_temp_folder, replace_folder
 from collapsebench.core.manifest import SUBMITTED_LABEL, Manifest
@@ -289,13 +289,10 @@ def build_site(results: Path, models_dir: Path, out: Path, site_dir: Path, pool:
 def pending_models(inputs: SiteInputs, scored: Sequence[str]) -> list[dict[str, str]]:
     """Entries of models/ and submissions/ that have no reproduced rows yet, for the reader to see what is coming:
     a merged model waits for its GPU run, a merged results submission for its import and scoring."""
-    pending = []
-    for name in model_names(inputs.models_dir):
-        config = load_model_config(inputs.models_dir, name)
-        if runs_here(config) and name not in scored:
-            pending.append({"name": name, "display_name": config.display_name, "kind": config.kind,
-                            "status": "results submitted, not scored yet" if config.runner == "submitted" else
-                            "merged; waits for its GPU run (generate, then score)"})
+    pending = [{"name": config.name, "display_name": config.display_name, "kind": config.kind,
+                "status": "results submitted, not scored yet" if config.runner == "submitted" else
+                "merged; waits for its GPU run (generate, then score)"}
+               for config in entries(inputs.models_dir) if config.name not in scored]
     for name in waiting_submissions(inputs.submissions_dir, inputs.models_dir) if inputs.submissions_dir else []:
         pending.append({"name": name, "display_name": name, "kind": "model",
                         "status": "results submitted, not imported yet"})
