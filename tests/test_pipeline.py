@@ -64,6 +64,19 @@ def test_dvc_repro_is_idempotent_and_reruns_only_the_changed_model(workdir: Path
     assert ran_stages(second) == set()
     assert (workdir / "results/table1.csv").read_text() == table
 
+    # A fresh clone has what git tracks (manifests, scores, tables) but no images, no generate record (git
+    # ignores it, as it does the images), no DVC cache: its `dvc repro` makes the images again, so the gallery it
+    # builds has them.
+    run(["git", "check-ignore", "-q", "results/generated.json"], workdir)
+    shutil.rmtree(workdir / ".dvc/cache")
+    (workdir / "results/generated.json").unlink()
+    for name in ("collage", "floor"):
+        shutil.rmtree(workdir / f"results/models/{name}/images")
+    fresh = run(["dvc", "repro"], workdir)
+    assert "generate" in ran_stages(fresh) and "generate floor: 75 made" in fresh
+    assert len(list((workdir / "results/models/collage/images").glob("*.png"))) == 75
+    assert (workdir / "results/table1.csv").read_text() == table
+
     # One model's settings change: only that model's images are made again (its manifest fingerprint is stale).
     collage = workdir / "results/models/collage"
     untouched = {path: path.stat().st_mtime_ns for path in collage.glob("images/*")}
