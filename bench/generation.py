@@ -62,7 +62,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the in-code pool and tokenizer the adapter tests build their models with
 MODEL = "bench-klein"
 # The random weights sit in a hub cache of their own under a pinned repo and commit, so the entry is an
 # ordinary model.yaml and the stage loads them exactly as real weights (offline, from the cache).
@@ -120,11 +119,11 @@ def build_pipeline(folder: Path, geometry: Geometry, device: str, dtype: str) ->
         Flux2KleinPipeline,
         Flux2Transformer2DModel,
     )
-    from test_adapters_diffusers import byte_level_tokenizer
-    from transformers import Qwen2TokenizerFast, Qwen3Config, Qwen3ForCausalLM
+    from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    tokenizer = byte_level_tokenizer(Qwen2TokenizerFast, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                     eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    from collapsebench.testing.tiny import qwen_tokenizer
+
+    tokenizer = qwen_tokenizer()
     text = {"vocab_size": len(tokenizer), "tie_word_embeddings": True, **geometry.text_encoder}
     torch.manual_seed(0)
     with torch.device(device):
@@ -149,7 +148,7 @@ def make_repo(root: Path, geometry: Geometry, device: str, dtype: str, seeds: li
     """A work folder `collapsebench generate` runs in: the benchmark, a pool of `geometry.reference` px
     references, params.yaml and one diffusers entry whose pipeline is the random-weight one."""
     import yaml
-    from conftest import make_pool
+    from collapsebench.testing.tiny import make_pool
 
     shutil.copytree(REPO / "benchmark", root / "benchmark")
     make_pool(root / "data", size=geometry.reference)

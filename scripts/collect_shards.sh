@@ -7,7 +7,8 @@
 # actions/download-artifact extracts a single matching artifact straight into INCOMING, and several into
 # INCOMING/<artifact name>/ unless merge-multiple is set, so both layouts are read: INCOMING/results/... and
 # INCOMING/*/results/.... Each artifact carries its own path (stage_shard.sh), so only MODEL's shard folders are
-# taken, never those of a model whose name merely starts with MODEL.
+# taken, never those of a model whose name merely starts with MODEL. Artifacts are untrusted: regular files only
+# (`collapsebench untrusted copy`), a link or device fails the job naming it.
 set -euo pipefail
 
 model="$1"
@@ -16,9 +17,8 @@ found=0
 for root in "$incoming" "$incoming"/*/; do
   for folder in "${root%/}/results/models/$model/shards"/*-of-*/; do
     shard="$(basename "$folder")"
-    [[ -d "$folder" && "$shard" =~ ^[0-9]+-of-[0-9]+$ ]] || continue
-    mkdir -p "results/models/$model/shards/$shard"
-    cp -a "$folder." "results/models/$model/shards/$shard/"
+    [[ -d "$folder" && ! -L "${folder%/}" && "$shard" =~ ^[0-9]+-of-[0-9]+$ ]] || continue
+    collapsebench untrusted copy "${folder%/}" "results/models/$model/shards/$shard" >/dev/null
     found=$((found + 1))
   done
 done

@@ -16,9 +16,10 @@
 # its results are committed, so a cancelled or failed run never drops it. Committed means results/models/<name>/
 # holds scores.csv, scoring.json and images.dvc, and for a model that images.dvc records the md5 of the current
 # models/<name>/model.yaml (stage_results.sh writes it). A change under docker/<dir>/ reruns every
-# model whose model.yaml names that Dockerfile. Models that cannot run here (kind: reported) or were submitted
-# as results (runner: submitted) are left out; names that break the naming rule are left out too (ci.yml's
-# validation reports them).
+# model whose model.yaml names that Dockerfile; a change under docker/base/ every model whose Dockerfile builds on
+# the shared base (ARG BENCH_BASE); a change under docker/eval/ (the scoring image) every model and submission.
+# Models that cannot run here (kind: reported) or were submitted as results (runner: submitted) are left out;
+# names that break the naming rule are left out too (ci.yml's validation reports them).
 set -euo pipefail
 
 base="${1:-}"
@@ -52,6 +53,17 @@ committed() { # committed NAME: results/models/NAME holds results made from the 
   grep -Eq "^[[:space:]]+model_yaml_md5:[[:space:]]*${md5}[[:space:]]*\$" "$folder/images.dvc"
 }
 
+depends_on_image() { # depends_on_image MODEL_YAML DIR: whether a change under docker/DIR/ changes the model's results
+  local dockerfile
+  [[ "$2" == eval ]] && return 0  # the scoring image scores every model
+  dockerfile="$(sed -nE "s/^[[:space:]]+dockerfile:[[:space:]]*[\"']?(docker\/[a-z0-9][a-z0-9_-]*\/Dockerfile)[\"']?.*$/\1/p" "$1" |
+    head -n1)"
+  [[ -n "$dockerfile" ]] || return 1
+  [[ "$dockerfile" == "docker/$2/Dockerfile" ]] && return 0
+  # The shared base: every Dockerfile that builds on it (ARG BENCH_BASE, core/containers.py) is rebuilt.
+  [[ "$2" == base && -f "$dockerfile" ]] && grep -Eq '^[[:space:]]*ARG[[:space:]]+BENCH_BASE' "$dockerfile"
+}
+
 declare -A models=() submissions=()
 while IFS= read -r path; do
   IFS=/ read -r top name _ <<<"$path"
@@ -61,10 +73,13 @@ while IFS= read -r path; do
     submissions) [[ -d "submissions/$name" ]] && submissions[$name]=1 ;;
     docker)
       for file in models/*/model.yaml; do
-        if grep -Eq "dockerfile:[[:space:]]*[\"']?docker/$name/Dockerfile" "$file"; then
-          models[$(basename "$(dirname "$file")")]=1
-        fi
-      done ;;
+        if depends_on_image "$file" "$name"; then models[$(basename "$(dirname "$file")")]=1; fi
+      done
+      if [[ "$name" == eval ]]; then  # the scoring image: every submission's scores come from it too
+        for folder in submissions/*/; do
+          [[ -d "$folder" ]] && submissions[$(basename "$folder")]=1
+        done
+      fi ;;
   esac
 done < <(changed_paths)
 

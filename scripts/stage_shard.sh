@@ -3,6 +3,10 @@
 # root: OUT/results/models/MODEL/shards/<i>-of-<n>/{manifest.jsonl,images/}. The artifact then says which model
 # and shard it holds, whichever way actions/download-artifact extracts it (see collect_shards.sh).
 #
+# The shard folder was written by the model's container, so it is untrusted: only regular files leave it
+# (`collapsebench untrusted copy`); a symlink, hard link or device anywhere in it, or on the way to it, fails the
+# job naming the path, and nothing is staged.
+#
 #   scripts/stage_shard.sh MODEL I/N OUT
 set -euo pipefail
 
@@ -14,6 +18,5 @@ if [[ ! -f "$folder/manifest.jsonl" || ! -d "$folder/images" ]]; then
   echo "stage_shard: $folder has no manifest.jsonl and images/ (did generate --shard $shard run?)" >&2
   exit 1
 fi
-mkdir -p "$out/$folder"
-cp -a "$folder/manifest.jsonl" "$folder/images" "$out/$folder/"
+collapsebench untrusted copy "$folder" "$out/$folder" --only manifest.jsonl --only images >/dev/null
 echo "stage_shard: $folder -> $out"

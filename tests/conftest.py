@@ -9,33 +9,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
-from PIL import Image, ImageDraw
+
+from collapsebench.testing.tiny import make_pool  # noqa: F401  (re-exported: tests import it from conftest)
 
 REPO = Path(__file__).resolve().parents[1]
 pytest_plugins = ["submission_kit"]  # its session fixtures (`pristine`, `small_pristine`) for every test file
-
-
-def make_pool(data_dir: Path, count: int = 16, size: int = 96) -> Path:
-    """Write `count` visually distinct reference images + subjects.yaml (IDs S001..)."""
-    (data_dir / "subjects").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(7)
-    entries = []
-    for number in range(1, count + 1):
-        subject_id = f"S{number:03d}"
-        background = tuple(int(v) for v in rng.integers(0, 256, 3))
-        image = Image.new("RGB", (size, size), background)
-        draw = ImageDraw.Draw(image)
-        for _ in range(3):
-            x, y = (int(v) for v in rng.integers(0, size - 20, 2))
-            draw.ellipse((x, y, x + 20 + number, y + 20), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
-        image.save(data_dir / "subjects" / f"{subject_id}.png")
-        entries.append({"id": subject_id, "phrase": f"subject number {number}", "kind": "person" if number % 4 else "animal",
-                        "image": f"subjects/{subject_id}.png", "source": "tests", "license": "CC0-1.0"})
-    (data_dir / "subjects.yaml").write_text(yaml.safe_dump({"subjects": entries}, sort_keys=False))
-    return data_dir
 
 
 @pytest.fixture

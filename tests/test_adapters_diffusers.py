@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from conftest import REPO, make_pool
 from PIL import Image
@@ -22,94 +21,17 @@ from collapsebench.benchmark.casting import cast_suite
 from collapsebench.benchmark.model_config import ModelConfig
 from collapsebench.benchmark.pool import load_pool, load_reference
 from collapsebench.benchmark.suite import make_jobs
-from collapsebench.core.clip_tokens import byte_symbols
 from collapsebench.core.errors import BenchError
 from collapsebench.core.io import sha256_file
 from collapsebench.core.manifest import Manifest
 from collapsebench.generation.generate import run_generate
 from collapsebench.models import get_adapter
 from collapsebench.models.weights import WeightsPin, cached, resolve
+from collapsebench.testing.tiny import FLUX2_BUILDERS, build_flux1
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
-HIDDEN = 16
 SIZE = 32
-# A chat template of the shape both pipelines send: roles with typed text parts (Mistral) or plain text (Qwen).
-TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{% if m['content'] is string %}{{ m['content'] }}"
-            "{% else %}{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
-            "{% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
-
-
-def byte_level_tokenizer(cls, specials: list[str], **kwargs):
-    """A byte-level BPE tokenizer with no merges (one token per byte) plus special tokens, all in code."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
-    vocab = {token: index for index, token in enumerate(specials)}
-    for symbol in byte_symbols():
-        vocab.setdefault(symbol, len(vocab))
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    tokenizer = cls(tokenizer_object=backend, **kwargs)
-    tokenizer.chat_template = TEMPLATE
-    return tokenizer
-
-
-def tiny_transformer_and_vae():
-    from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
-
-    torch.manual_seed(0)
-    transformer = Flux2Transformer2DModel(
-        patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
-        joint_attention_dim=3 * HIDDEN, timestep_guidance_channels=256, axes_dims_rope=[4, 4, 4, 4])
-    vae = AutoencoderKLFlux2(
-        sample_size=32, in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(4, 4, 4), layers_per_block=1, latent_channels=1,
-        norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False)
-    return transformer, vae
-
-
-def build_flux2(folder: Path) -> None:
-    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2Pipeline
-    from transformers import (
-        Mistral3Config,
-        Mistral3ForConditionalGeneration,
-        PreTrainedTokenizerFast,
-    )
-
-    tokenizer = byte_level_tokenizer(PreTrainedTokenizerFast, ["<unk>", "[IMG]", "<s>", "</s>", "<pad>"],
-                                     unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-    config = Mistral3Config(
-        text_config={"model_type": "mistral", "vocab_size": len(tokenizer), "hidden_size": HIDDEN,
-                     "intermediate_size": 32, "max_position_embeddings": 1024, "num_attention_heads": 2,
-                     "num_hidden_layers": 30, "num_key_value_heads": 1, "head_dim": 8, "sliding_window": None,
-                     "bos_token_id": 2, "eos_token_id": 3, "pad_token_id": 4},
-        vision_config={"model_type": "pixtral", "hidden_size": HIDDEN, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "intermediate_size": 32, "image_size": 32, "patch_size": 8, "num_channels": 3},
-        image_token_index=1, bos_token_id=2, eos_token_id=3, pad_token_id=4)
-    torch.manual_seed(0)
-    text_encoder = Mistral3ForConditionalGeneration(config)
-    transformer, vae = tiny_transformer_and_vae()
-    Flux2Pipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder,
-                  tokenizer=tokenizer, transformer=transformer).save_pretrained(folder)
-
-
-def build_flux2_klein(folder: Path) -> None:
-    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
-    from transformers import Qwen2TokenizerFast, Qwen3Config, Qwen3ForCausalLM
-
-    tokenizer = byte_level_tokenizer(Qwen2TokenizerFast, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                     eos_token="<|endoftext|>", pad_token="<|endoftext|>")
-    config = Qwen3Config(vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=32, num_hidden_layers=27,
-                         num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=1024,
-                         tie_word_embeddings=True)
-    torch.manual_seed(0)
-    text_encoder = Qwen3ForCausalLM(config)
-    transformer, vae = tiny_transformer_and_vae()
-    Flux2KleinPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder,
-                       tokenizer=tokenizer, transformer=transformer, is_distilled=True).save_pretrained(folder)
-
-
-BUILDERS = {"Flux2Pipeline": build_flux2, "Flux2KleinPipeline": build_flux2_klein}
+BUILDERS = FLUX2_BUILDERS
 
 
 @pytest.fixture(scope="module", params=sorted(BUILDERS))
@@ -219,49 +141,6 @@ def test_a_cached_snapshot_resolves_offline_to_its_commit(tmp_path: Path) -> Non
 
 
 # ---------------------------------------------------------------- new classes through model.yaml alone
-
-def build_flux1(folder: Path) -> None:
-    """Tiny random FLUX.1 components (CLIP text with the real CLIP BPE, T5, VAE, transformer) saved as both a
-    FluxPipeline (text only) and a FluxKontextPipeline (one reference image) under `folder/<class>`."""
-    from diffusers import (
-        AutoencoderKL,
-        FlowMatchEulerDiscreteScheduler,
-        FluxKontextPipeline,
-        FluxPipeline,
-        FluxTransformer2DModel,
-    )
-    from transformers import (
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPTokenizer,
-        PreTrainedTokenizerFast,
-        T5Config,
-        T5EncoderModel,
-    )
-
-    from collapsebench.core.clip_tokens import write_tokenizer_files
-
-    torch.manual_seed(0)
-    clip_tokenizer = CLIPTokenizer.from_pretrained(str(write_tokenizer_files(folder / "clip-tokenizer")))
-    clip = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(clip_tokenizer), hidden_size=HIDDEN, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407))
-    t5_tokenizer = byte_level_tokenizer(PreTrainedTokenizerFast, ["<pad>", "</s>", "<unk>"], pad_token="<pad>",
-                                        eos_token="</s>", unk_token="<unk>")
-    t5 = T5EncoderModel(T5Config(vocab_size=len(t5_tokenizer), d_model=HIDDEN, d_kv=8, d_ff=32, num_layers=1,
-                                 num_heads=2))
-    transformer = FluxTransformer2DModel(
-        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=8, num_attention_heads=2,
-        joint_attention_dim=HIDDEN, pooled_projection_dim=HIDDEN, guidance_embeds=True, axes_dims_rope=(2, 2, 4))
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(4, 4), layers_per_block=1, latent_channels=4,
-        norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0, scaling_factor=1.0)
-    parts = {"scheduler": FlowMatchEulerDiscreteScheduler(), "vae": vae, "text_encoder": clip,
-             "tokenizer": clip_tokenizer, "text_encoder_2": t5, "tokenizer_2": t5_tokenizer, "transformer": transformer}
-    for cls in (FluxPipeline, FluxKontextPipeline):
-        cls(**parts).save_pretrained(folder / cls.__name__)
-
 
 ENTRIES = {  # a model.yaml's `pipeline` class and `call` block: no adapter code for either
     "FluxKontextPipeline": {"references": "image", "references_as": "strip", "fixed": {

@@ -188,7 +188,7 @@ def gpu_job(origin: Path, name: str, store: Path, submission: bool = False) -> P
     if submission:  # what `collapsebench submission import` leaves
         write(folder / "provenance.json", '{"source": "submitted"}\n')
         write(runner / f"models/{name}/model.yaml", f"name: {name}\nrunner: submitted\n")
-    ok(sh(["bash", "scripts/stage_results.sh", name, "out"], runner))
+    ok(sh(["bash", "scripts/stage_results.sh", name, "out", *(["--submission"] if submission else [])], runner))
     upload(store, f"results.{name}", runner / "out")
     return runner
 
@@ -235,13 +235,18 @@ def test_commit_pushes_images_then_commits_images_dvc_manifests_and_scores(proje
                if line]
     assert changed[0] == "github-actions[bot]|results: GPU run https://example.org/run/1"
     names = ["alpha"] if merge_multiple else ["alpha", "beta"]
-    assert sorted(changed[1:]) == sorted(f"results/models/{n}/{f}" for n in names
-                                         for f in ("images.dvc", "manifest.jsonl", "scores.csv", "scoring.json"))
+    assert sorted(changed[1:]) == sorted(f"results/models/{n}/{f}" for n in names for f in (
+        "images.dvc", "manifest.jsonl", "published.json", "scores.csv", "scoring.json"))
     assert (committer / "models/alpha/model.yaml").read_text() == "name: alpha\n"
     for name in names:  # which model.yaml made the images: gpu_plan.sh's "committed" check reads it
-        recorded = yaml.safe_load((committer / f"results/models/{name}/images.dvc").read_text())
+        folder = committer / f"results/models/{name}"
+        recorded = yaml.safe_load((folder / "images.dvc").read_text())
         assert recorded["meta"] == {"model_yaml_md5": md5(committer / f"models/{name}/model.yaml")}
         assert recorded["outs"][0]["path"] == "images"
+        published = json.loads((folder / "published.json").read_text())  # the commit job's record, not the run's
+        assert published == {"images": recorded["outs"][0]["md5"], "kind": "model", "run": "https://example.org/run/1",
+                             "scores_sha256": hashlib.sha256((folder / "scores.csv").read_bytes()).hexdigest(),
+                             "source": "gpu-workflow"}
     planned = plan(committer, EVENT="workflow_dispatch", REF="refs/heads/main")
     assert planned["models"] == ("[]" if not merge_multiple else '["beta"]')  # committed ones are not planned
 
@@ -258,7 +263,9 @@ def test_commit_of_a_results_submission_adds_its_entry_and_images_dvc(project: P
     changed = git(committer, "show", "--name-only", "--format=", "origin/main").split()
     assert sorted(changed) == ["models/gamma/model.yaml", "results/models/gamma/images.dvc",
                                "results/models/gamma/manifest.jsonl", "results/models/gamma/provenance.json",
-                               "results/models/gamma/scores.csv", "results/models/gamma/scoring.json"]
+                               "results/models/gamma/published.json", "results/models/gamma/scores.csv",
+                               "results/models/gamma/scoring.json"]
+    assert json.loads((committer / "results/models/gamma/published.json").read_text())["kind"] == "submission"
     clone = reader(project, remote, tmp_path / "reader")
     assert (clone / "results/models/gamma/images/p01_s0.png").read_text() == "gamma image"
 

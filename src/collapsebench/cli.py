@@ -111,9 +111,18 @@ def generate_one(args: argparse.Namespace, params: dict[str, Any]) -> int:
         return scale_out(args, params, config, all_jobs, instance.pool)
     jobs = select_shard(all_jobs, args.shard)
     if (args.runner or config.runner) == "docker":
-        from collapsebench.generation.runners.docker import docker_run, run_in_docker
+        from collapsebench.generation.runners.docker import (
+            docker_run,
+            jobs_left,
+            run_in_docker,
+        )
 
-        return run_in_docker(docker_run(args, params, config))
+        run = docker_run(args, params, config)
+        left = jobs_left(run, jobs, instance.pool)
+        if not left:  # a container gets a writable mount of the folder: never start one for nothing
+            print(f"generate {config.name}: 0 made, {len(jobs)} already done (no container started)")
+            return 0
+        return run_in_docker(run)
     from collapsebench.generation.runners.local import run_local
 
     return run_local(config, jobs, instance.pool, shard_dir(args.results / "models" / args.model, args.shard),
@@ -343,6 +352,37 @@ def cmd_weights(args: argparse.Namespace, params: dict[str, Any]) -> int:
     return 1 if any(status.missing for status in statuses) else 0
 
 
+def cmd_untrusted(args: argparse.Namespace, params: dict[str, Any] | None) -> int:
+    """The scripts' way through core/untrusted.py. A SOURCE inside the working folder is also checked on the way
+    down to it (no level may be a symlink); `copy` lists each copied file on stdout, a summary on stderr."""
+    from collapsebench.core.untrusted import check_tree, copy_tree, real_dir
+
+    here = Path.cwd()
+    source = args.source if args.source.is_absolute() else here / args.source
+    if source.is_relative_to(here):
+        real_dir(source, here)
+    if args.untrusted_command == "copy":
+        copied = copy_tree(source, args.target, args.only)
+        print("".join(f"{path}\n" for path in copied), end="")
+        print(f"untrusted copy: {len(copied)} regular files {args.source} -> {args.target}", file=sys.stderr)
+    else:
+        print(f"untrusted check: {len(check_tree(source, args.only))} regular files under {args.source}",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace, params: dict[str, Any] | None) -> int:
+    from collapsebench.publishing import objects
+
+    if args.publish_command == "import-objects":
+        print(f"publish: {objects.import_objects(args.folder)} objects verified and imported into the DVC cache")
+    elif args.publish_command == "check-cache":
+        print(f"publish: {objects.check_cache(args.targets)} objects in the DVC cache, each hashing to its name")
+    else:
+        print(f"publish: {objects.check_remote(args.targets, args.remote)} objects on the remote '{args.remote}'")
+    return 0
+
+
 def _overrides(pairs: list[str] | None) -> dict[str, str]:
     overrides = {}
     for pair in pairs or []:
@@ -458,6 +498,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = submission.add_parser("import", help="validate, then copy into results/models/<name>/ (runner: submitted)")
     p.add_argument("path", type=Path)
     p.set_defaults(func=cmd_submission_import)
+
+    untrusted = sub.add_parser("untrusted", help="take regular files only from a folder a container or an artifact "
+                               "wrote (no symlinks, hard links or devices)").add_subparsers(
+        dest="untrusted_command", required=True)
+    for command, text in (("check", "fail, naming the path, if SOURCE holds anything but folders and regular files"),
+                          ("copy", "check SOURCE, then copy its regular files to TARGET (nothing if any check fails)")):
+        p = untrusted.add_parser(command, help=text)
+        p.add_argument("source", type=Path)
+        if command == "copy":
+            p.add_argument("target", type=Path)
+        p.add_argument("--only", action="append", metavar="NAME", help="only these top-level entries of SOURCE")
+        p.set_defaults(func=cmd_untrusted, no_params=True)
+
+    publish = sub.add_parser("publish", help="the commit job's checks of a GPU run's DVC objects").add_subparsers(
+        dest="publish_command", required=True)
+    p = publish.add_parser("import-objects", help="verify every object of FOLDER against its name, then import them "
+                           "into the DVC cache (none if one fails)")
+    p.add_argument("folder", type=Path)
+    p.set_defaults(func=cmd_publish, no_params=True)
+    for command, text in (("check-cache", "every object the targets name is in the DVC cache and hashes to its name"),
+                          ("check-remote", "every object the targets name is on the remote (after dvc push)")):
+        p = publish.add_parser(command, help=text)
+        p.add_argument("targets", type=Path, nargs="+", metavar="IMAGES.DVC")
+        if command == "check-remote":
+            p.add_argument("--remote", required=True)
+        p.set_defaults(func=cmd_publish, no_params=True)
 
     weights = sub.add_parser("weights", help="the pinned checkpoints in the Hugging Face cache").add_subparsers(
         dest="weights_command", required=True)

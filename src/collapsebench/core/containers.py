@@ -331,6 +331,9 @@ def run_stage(source: ImageSource, spec: ContainerSpec, stream: TextIO = sys.std
 
 def container_user(writable: Sequence[Path]) -> str:
     """The caller's uid:gid; for a root caller the images' non-root user, who is given the writable folders."""
+    for folder in writable:  # a folder that is itself a link would be mounted, and walked below, at its target
+        if folder.is_symlink():
+            raise BenchError(f"{folder}: a symlink where a writable folder belongs; refusing to chown or mount it")
     if os.getuid() != 0:
         return f"{os.getuid()}:{os.getgid()}"
     for folder in writable:

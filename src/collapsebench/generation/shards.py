@@ -28,6 +28,7 @@ from collapsebench.core.io import (
     sha256_file,
 )
 from collapsebench.core.manifest import Manifest
+from collapsebench.core.untrusted import check_tree
 
 SHARDS = "shards"
 ADDITIVE_SCORING_KEYS = ("n_images", "n_rows", "clip_t_truncated_prompts")
@@ -51,10 +52,14 @@ def shard_dir(model_dir: Path, shard: str | None) -> Path:
 
 
 def merge_shards(model_dir: Path) -> MergeReport:
-    """Fold every shard folder of `model_dir` into it (see the module docstring); idempotent."""
+    """Fold every shard folder of `model_dir` into it (see the module docstring); idempotent.
+
+    Shard folders were written by model containers: the whole model folder is checked to hold only folders and
+    regular files (core/untrusted.py) before any image is read or copied, so a planted link merges nothing."""
     shard_dirs = sorted(p for p in (model_dir / SHARDS).glob("*-of-*") if p.is_dir()) if (model_dir / SHARDS).is_dir() else []
     if not shard_dirs:
         raise BenchError(f"{model_dir / SHARDS}: no shard folders to merge (run `generate --shard i/n` first)")
+    check_tree(model_dir)
     merged: dict[str, dict[str, Any]] = {}
     origin: dict[str, Path] = {}
     for folder in [model_dir, *shard_dirs]:

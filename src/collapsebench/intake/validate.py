@@ -10,6 +10,7 @@ BASE` validates the folders a pull request touched, exactly as CI runs it.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 from collections.abc import Iterable
@@ -18,6 +19,7 @@ from typing import Any
 
 from collapsebench.benchmark.model_config import NAME, read_model_file
 from collapsebench.core.errors import BenchError
+from collapsebench.core.hub import COMMIT
 from collapsebench.core.problems import Problem, shown
 from collapsebench.intake.submission import Benchmark, check_submission
 
@@ -46,11 +48,11 @@ def check_model_folder(folder: Path) -> list[Problem]:
     if not path.is_file() or path.is_symlink():
         return [*problems, Problem(shown(path), None, "missing")]
     raw, found = read_model_file(path, folder.name)
-    if raw is not None:
+    if raw is not None:  # every problem in one round: schema, repository, weights pins, the adapter itself
         found += _repository_problems(raw, folder.absolute().parent.parent)
-        if not found:  # a well-formed entry: build its adapter as generate would (no weights, CPU)
-            found += _adapter_problems(raw)
-    return problems + [Problem(shown(path), where, message) for where, message in found]
+        found += _pin_problems(raw)
+        found += _adapter_problems(raw)
+    return problems + [Problem(shown(path), where, message) for where, message in dict.fromkeys(found)]
 
 
 def _repository_problems(raw: dict[str, Any], root: Path) -> list[tuple[str, str]]:
@@ -82,22 +84,57 @@ def _repository_problems(raw: dict[str, Any], root: Path) -> list[tuple[str, str
     return problems
 
 
+HUB_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _weight_settings(raw: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(field, value) of every checkpoint the entry names: `pipeline` and each {repo, ...} setting."""
+    settings = raw.get("settings") if isinstance(raw.get("settings"), dict) else {}
+    named = [("pipeline", raw["pipeline"])] if isinstance(raw.get("pipeline"), dict) else []
+    return named + [(f"settings.{key}", value) for key, value in settings.items()
+                    if isinstance(value, dict) and "repo" in value]
+
+
+def _pin_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """Weights a pull request may name: a hub repository id (never a folder of the machine that runs it) at a
+    revision that is null (the loaded commit is recorded per image) or a full 40-hex commit."""
+    if raw.get("runner") == "submitted":
+        return []
+    problems = []
+    for field, value in _weight_settings(raw):
+        repo, revision = value.get("repo"), value.get("revision")
+        if not isinstance(repo, str) or not HUB_REPO.match(repo) or os.path.isdir(repo):
+            problems.append((f"{field}.repo", f"{repo!r} must be a hub repository id owner/name; local folders are "
+                                              "not allowed in a submitted entry (preflight takes --weights DIR)"))
+        if revision is not None and not (isinstance(revision, str) and COMMIT.match(revision)):
+            problems.append((f"{field}.revision", f"{revision!r} must be null or a full 40-hex commit (a branch or "
+                                                  "tag can move)"))
+    return problems
+
+
 def _adapter_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
     """Build the entry's adapter without loading weights: its settings (and a diffusers entry's pipeline class
-    and call mapping) are checked on CPU here, in the pull request, not hours later on the GPU runner."""
+    and call mapping) are checked on CPU here, in the pull request, not hours later on the GPU runner. A
+    diffusers entry's problems are listed all at once."""
     from collapsebench.models import REGISTRY, get_adapter
 
-    adapter = raw["adapter"]
-    if raw.get("runner") == "submitted" or adapter not in REGISTRY:
+    adapter = raw.get("adapter")
+    settings = raw.get("settings")
+    if raw.get("runner") == "submitted" or adapter not in REGISTRY or not isinstance(settings, dict):
         return []
     extra = {key: raw[key] for key in ("pipeline", "call") if raw.get(key) is not None}
-    try:
-        get_adapter(adapter, {**raw["settings"], **extra})
-    except BenchError as error:
-        message = str(error).removeprefix(f"adapter {adapter}: ")
-        field = next((f for f in ("pipeline.class", "call") if message.startswith(f)), "settings")
-        return [(field, message)]
-    return []
+    if adapter == "diffusers":
+        from collapsebench.models.diffusers_native import entry_problems
+
+        messages = entry_problems({**settings, **extra})
+    else:
+        try:
+            get_adapter(adapter, {**settings, **extra})
+            messages = []
+        except BenchError as error:
+            messages = [str(error).removeprefix(f"adapter {adapter}: ")]
+    return [(next((f for f in ("pipeline.class", "call", "pipeline") if m.startswith(f)), "settings"), m)
+            for m in messages]
 
 
 def is_submission(folder: Path) -> bool:

@@ -48,10 +48,18 @@ DEFAULT_CALL: dict[str, Any] = {
 }
 
 
+# Classes whose from_pretrained picks the class to load from the repository's model_index.json (or from a
+# `custom_pipeline`): pinning one of these pins nothing, so an entry must name the concrete class.
+RESOLVED_AT_LOAD = ("DiffusionPipeline",)
+
+
 def pipeline_class(name: object, where: str) -> Any:
     """The diffusers pipeline class `name`, imported (some need torchvision, which is then named)."""
     import diffusers
 
+    if name in RESOLVED_AT_LOAD:
+        raise BenchError(f"{where}: pipeline.class {name} picks the class to load from the repository at load time; "
+                         "name the concrete pipeline class (e.g. Flux2Pipeline)")
     if not isinstance(name, str) or not name.endswith("Pipeline") or name not in dir(diffusers):
         raise BenchError(f"{where}: pipeline.class {name!r} is not a pipeline of the installed diffusers "
                          f"{diffusers.__version__}")
@@ -59,35 +67,80 @@ def pipeline_class(name: object, where: str) -> Any:
         cls = getattr(diffusers, name)
     except (ImportError, RuntimeError, AttributeError) as error:
         raise BenchError(f"{where}: pipeline.class {name} cannot be imported here ({error})") from error
-    if not isinstance(cls, type) or not issubclass(cls, diffusers.DiffusionPipeline):
-        raise BenchError(f"{where}: pipeline.class {name} is not a DiffusionPipeline")
+    if not isinstance(cls, type) or not issubclass(cls, diffusers.DiffusionPipeline) or cls is diffusers.DiffusionPipeline:
+        raise BenchError(f"{where}: pipeline.class {name} is not a concrete DiffusionPipeline")
     return cls
 
 
-def call_mapping(call: object, cls: Any, where: str) -> dict[str, Any]:
-    """`call:` merged over DEFAULT_CALL and checked against the class's `__call__` signature."""
+def call_problems(call: object, cls: Any) -> tuple[dict[str, Any], list[str]]:
+    """`call:` merged over DEFAULT_CALL, and every way it does not fit the class's `__call__`.
+
+    Each name must be a named parameter of the pinned class's `__call__`: a `**kwargs` catch-all does not count
+    (it would let `trust_remote_code` or a `custom_pipeline` URL through), and dunder names are never arguments.
+    """
     if call is not None and not isinstance(call, dict):
-        raise BenchError(f"{where}: call must be a mapping, got {call!r}")
+        return dict(DEFAULT_CALL), [f"call must be a mapping, got {call!r}"]
+    problems: list[str] = []
     unknown = sorted(set(call or {}) - set(DEFAULT_CALL))
     if unknown:
-        raise BenchError(f"{where}: call has unknown keys {unknown}; known: {sorted(DEFAULT_CALL)}")
-    mapping = {**DEFAULT_CALL, **(call or {})}
+        problems.append(f"call has unknown keys {unknown}; known: {sorted(DEFAULT_CALL)}")
+    mapping = {**DEFAULT_CALL, **{k: v for k, v in (call or {}).items() if k in DEFAULT_CALL}}
     if mapping["references_as"] not in REFERENCES_AS:
-        raise BenchError(f"{where}: call.references_as must be one of {REFERENCES_AS}")
+        problems.append(f"call.references_as must be one of {REFERENCES_AS}")
     if not isinstance(mapping["fixed"], dict):
-        raise BenchError(f"{where}: call.fixed must be a mapping of argument -> value")
-    parameters = inspect.signature(cls.__call__).parameters
-    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        problems.append("call.fixed must be a mapping of argument -> value")
+        mapping["fixed"] = {}
+    parameters = {name for name, parameter in inspect.signature(cls.__call__).parameters.items()
+                  if name != "self" and parameter.kind not in (inspect.Parameter.VAR_KEYWORD,
+                                                               inspect.Parameter.VAR_POSITIONAL)}
     names = [(f"call.{key}", mapping[key]) for key in ("references", "prompt", "steps", "guidance", "height",
                                                       "width", "generator") if mapping[key] is not None]
     names += [(f"call.fixed.{name}", name) for name in mapping["fixed"]]
     for field, name in names:
-        if not isinstance(name, str) or (name not in parameters and not open_ended):
-            raise BenchError(f"{where}: {field} = {name!r} is not an argument of {cls.__name__}.__call__")
+        if isinstance(name, str) and name.startswith("__"):
+            problems.append(f"{field} = {name!r} is a dunder name, never an argument")
+        elif not isinstance(name, str) or name not in parameters:
+            problems.append(f"{field} = {name!r} is not an argument of {cls.__name__}.__call__")
     for key in ("prompt", "steps", "height", "width", "generator"):
         if mapping[key] is None:
-            raise BenchError(f"{where}: call.{key} cannot be null: every image needs it")
-    return mapping
+            problems.append(f"call.{key} cannot be null: every image needs it")
+    return mapping, problems
+
+
+def settings_problems(settings: dict[str, Any], call: dict[str, Any]) -> list[str]:
+    """The entry's `settings` against what the adapter reads."""
+    problems = []
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        problems.append(f"settings has unknown keys {unknown}; known: {list(SETTINGS[:7])}")
+    required = DiffusersAdapter.required_settings + (("guidance",) if call["guidance"] is not None else ())
+    missing = [key for key in required if key not in settings]
+    if missing:
+        problems.append(f"settings lack {', '.join(missing)}")
+    if settings.get("dtype", "bfloat16") not in DTYPES:
+        problems.append(f"settings.dtype must be one of {DTYPES}")
+    if settings.get("offload", "none") not in OFFLOAD:
+        problems.append(f"settings.offload must be one of {OFFLOAD}")
+    return problems
+
+
+def entry_problems(settings: dict[str, Any]) -> list[str]:
+    """Every problem of a diffusers entry (its settings with `pipeline` and `call` merged in), all in one round:
+    what `collapsebench validate` prints, and what the adapter refuses to be built with."""
+    spec = settings.get("pipeline")
+    if not isinstance(spec, dict):
+        return ["model.yaml needs `pipeline: {class, repo, revision}`"]
+    problems = []
+    try:
+        WeightsPin.from_setting(spec, "pipeline")
+    except BenchError as error:
+        problems.append(str(error))
+    try:
+        cls = pipeline_class(spec.get("class"), "pipeline")
+    except BenchError as error:
+        return [*problems, str(error).removeprefix("pipeline: ")]
+    call, found = call_problems(settings.get("call"), cls)
+    return problems + found + settings_problems(settings, call)
 
 
 @register
@@ -100,24 +153,13 @@ class DiffusersAdapter(Adapter):
 
     def __init__(self, settings: dict[str, Any]) -> None:
         super().__init__(settings)
-        spec = self.settings.get("pipeline")
-        where = f"adapter {self.name}"
-        if not isinstance(spec, dict):
-            raise BenchError(f"{where}: model.yaml needs `pipeline: {{class, repo, revision}}`")
-        self.pipeline_class = pipeline_class(spec.get("class"), where)
-        self.pin = WeightsPin.from_setting(spec, f"{where}: pipeline")
-        self.call = call_mapping(self.settings.get("call"), self.pipeline_class, where)
-        unknown = sorted(set(self.settings) - set(SETTINGS))
-        if unknown:
-            raise BenchError(f"{where}: settings has unknown keys {unknown}; known: {list(SETTINGS[:7])}")
-        required = self.required_settings + (("guidance",) if self.call["guidance"] is not None else ())
-        missing = [key for key in required if key not in self.settings]
-        if missing:
-            raise BenchError(f"{where}: settings lack {', '.join(missing)}")
-        if self.settings.get("dtype", "bfloat16") not in DTYPES:
-            raise BenchError(f"{where}: settings.dtype must be one of {DTYPES}")
-        if self.settings.get("offload", "none") not in OFFLOAD:
-            raise BenchError(f"{where}: settings.offload must be one of {OFFLOAD}")
+        problems = entry_problems(self.settings)
+        if problems:
+            raise BenchError(f"adapter {self.name}: " + "; ".join(problems))
+        spec = self.settings["pipeline"]
+        self.pipeline_class = pipeline_class(spec["class"], f"adapter {self.name}")
+        self.pin = WeightsPin.from_setting(spec, f"adapter {self.name}: pipeline")
+        self.call, _ = call_problems(self.settings.get("call"), self.pipeline_class)
         self.pipe: Any = None
         self._commit: str | None = None
 

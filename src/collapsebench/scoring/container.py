@@ -35,6 +35,7 @@ from collapsebench.core.containers import (
 )
 from collapsebench.core.errors import BenchError
 from collapsebench.core.hub import default_hub_cache
+from collapsebench.core.untrusted import real_dir
 from collapsebench.scoring.config import DEFAULT_CACHE_DIR, DEFAULT_SMOKE_DIR
 
 
@@ -83,7 +84,9 @@ def plan_mounts(run: ScoreRun) -> list[Mount]:
     mounts = input_mounts(run.params_path, run.params, run.models_dir)
     if run.hub_cache is not None and run.hub_cache.is_dir():
         mounts.append(Mount(run.hub_cache.resolve(), HUB_CACHE))
-    mounts.append(Mount(run.host_out.resolve(), f"{WORKDIR}/results/models/{run.model}", read_only=False))
+    # Checked level by level, never through a link: a model container could have planted one (core/untrusted.py).
+    folder = real_dir(run.host_out.absolute(), run.results_dir.absolute())
+    mounts.append(Mount(folder, f"{WORKDIR}/results/models/{run.model}", read_only=False))
     scoring = run.params.get("scoring") or {}
     caches = [scoring.get("cache_dir", DEFAULT_CACHE_DIR), scoring.get("smoke_dir", DEFAULT_SMOKE_DIR)]
     mounts += [Mount(Path(cache).resolve(), inside(Path(cache)), read_only=False) for cache in caches if cache]

@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from collapsebench.benchmark.model_config import ModelConfig
+from collapsebench.benchmark.pool import Subject
+from collapsebench.benchmark.suite import Job
 from collapsebench.core.containers import (
     HUB_CACHE,
     WORKDIR,
@@ -47,6 +50,9 @@ from collapsebench.core.containers import (
 )
 from collapsebench.core.errors import BenchError
 from collapsebench.core.hub import default_hub_cache
+from collapsebench.core.manifest import Manifest
+from collapsebench.core.untrusted import check_tree, real_dir
+from collapsebench.generation.generate import job_stamps
 from collapsebench.generation.shards import shard_dir
 from collapsebench.models.weights import cached, pins_of
 
@@ -156,12 +162,30 @@ def image_source(run: DockerRun) -> ImageSource:
                        pinned=spec.get("image"), build_args=spec.get("build_args") or {}, base_image=run.base_image)
 
 
+def output_folder(run: DockerRun) -> Path:
+    """The writable folder, made and checked level by level below the results folder without following a link:
+    an earlier container could have planted `shards/0-of-4 -> /host/dir` in the model folder, and a mount, or
+    the chown for the container's user, would otherwise land on the host folder."""
+    results = run.results_dir.absolute()
+    real_dir(results, results.parent, create=True)
+    return real_dir(run.host_out.absolute(), results, create=True)
+
+
+def jobs_left(run: DockerRun, jobs: list[Job], pool: Mapping[str, Subject]) -> list[Job]:
+    """The jobs whose image the output folder lacks (as the container's resume would judge them). The folder is
+    checked first (regular files only): a planted link is an error here, before anything reads through it."""
+    folder = output_folder(run)
+    check_tree(folder)
+    done = Manifest(folder).verified(job_stamps(run.config, jobs, dict(pool)))
+    return [job for job in jobs if job.key not in done]
+
+
 def plan_mounts(run: DockerRun) -> list[Mount]:
     """Inputs read-only at the paths params.yaml names (relative ones under /work); the output folder writable."""
     mounts = input_mounts(run.params_path, run.params, run.models_dir)
     if run.hub_cache is not None and run.hub_cache.is_dir():
         mounts.append(Mount(run.hub_cache.resolve(), HUB_CACHE))
-    mounts.append(Mount(run.host_out.resolve(), run.container_out, read_only=False))
+    mounts.append(Mount(output_folder(run), run.container_out, read_only=False))
     return mounts
 
 
