@@ -406,3 +406,38 @@ def test_changed_folders_are_the_entries_a_diff_touches_not_the_folders_readme(t
     git("add", "-A")
     git("commit", "-q", "-m", "change")
     assert changed_folders("HEAD~1", tmp_path) == [tmp_path / "models/a", tmp_path / "submissions/b"]
+
+
+@pytest.mark.parametrize(("change", "field", "fragment"), [
+    ({"pipeline": {**FLUX2["pipeline"], "class": "DiffusionPipeline"}}, "pipeline.class",
+     "picks the class to load from the repository at load time"),
+    ({"call": {"fixed": {"trust_remote_code": True}}}, "call",
+     "call.fixed.trust_remote_code = 'trust_remote_code' is not an argument of Flux2Pipeline.__call__"),
+    ({"call": {"fixed": {"custom_pipeline": "https://example.org/evil.py"}}}, "call",
+     "call.fixed.custom_pipeline = 'custom_pipeline' is not an argument"),
+    ({"call": {"prompt": "__class__"}}, "call", "call.prompt = '__class__' is a dunder name"),
+    ({"pipeline": {**FLUX2["pipeline"], "repo": "/srv/weights"}}, "pipeline.repo",
+     "local folders are not allowed in a submitted entry"),
+    ({"pipeline": {**FLUX2["pipeline"], "revision": "main"}}, "pipeline.revision", "must be null or a full 40-hex"),
+    ({"settings": {**FLUX2["settings"], "base": {"repo": "org/base", "revision": "v1.0"}}}, "settings.base.revision",
+     "must be null or a full 40-hex"),
+])
+def test_validate_accepts_only_what_runs(tmp_path: Path, change: dict, field: str, fragment: str) -> None:
+    """Defect: `DiffusionPipeline` passed with any call names, and the class that loaded came from the repo."""
+    text = messages(check_model_folder(model_repo(tmp_path, {**FLUX2, **change})))
+    assert f": {field}: " in text and fragment in text, text
+
+
+def test_a_null_revision_is_accepted_and_recorded_later(tmp_path: Path) -> None:
+    document = {**FLUX2, "pipeline": {**FLUX2["pipeline"], "revision": None}}
+    assert check_model_folder(model_repo(tmp_path, document)) == []
+
+
+def test_every_problem_of_a_diffusers_entry_is_printed_in_one_round(tmp_path: Path) -> None:
+    document = {**FLUX2, "call": {"fixed": {"__init__": 1, "temperature": 0.7}, "steps": "n_steps"},
+                "settings": {**FLUX2["settings"], "stepz": 3, "dtype": "int8"}}
+    text = messages(check_model_folder(model_repo(tmp_path, document)))
+    for fragment in ("'__init__' is a dunder name", "call.fixed.temperature = 'temperature' is not an argument",
+                     "call.steps = 'n_steps' is not an argument", "settings has unknown keys ['stepz']",
+                     "settings.dtype must be one of"):
+        assert fragment in text, f"{fragment}\n{text}"

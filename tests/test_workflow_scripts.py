@@ -346,3 +346,188 @@ def test_install_takes_torch_alone_from_the_cpu_wheel_index(tmp_path: Path, resu
     assert lines[3:] == (["-m pip install dvc-s3==3.3.0"] if results_remote == "true" else [])
     setup = next(s for s in action["runs"]["steps"] if str(s.get("uses", "")).startswith("actions/setup-python"))
     assert setup["with"]["cache"] == "pip"
+
+
+# ------------------------------------------------------------- the trust boundary in the publishing scripts
+
+SECRET = "a host file that must never be published\n"
+
+
+def runner_with_results(origin: Path, name: str) -> Path:
+    """A merge-score job's checkout with a model's results in place (as gpu_job, before stage_results.sh)."""
+    runner = checkout(origin, origin.parent / f"gpu-{name}")
+    folder = runner / "results/models" / name
+    write(folder / "images/p01_s0.png", f"{name} image")
+    write(folder / "manifest.jsonl", json.dumps({"model": name, "image": "images/p01_s0.png"}) + "\n")
+    write(folder / "scores.csv", f"model\n{name}\n")
+    write(folder / "scoring.json", "{}\n")
+    return runner
+
+
+def everything_under(folder: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file()) if folder.exists() else ""
+
+
+@pytest.mark.parametrize(("planted", "mode"), [("provenance.json", ["--submission"]), ("images/p02_s0.png", []),
+                                               ("scores.csv", [])])
+def test_stage_results_publishes_no_host_file_through_a_planted_symlink(project: Path, tmp_path: Path,
+                                                                         planted: str, mode: list[str]) -> None:
+    """Defect: the model container planted provenance.json -> a host file and images/x.png -> a host file; `cp`
+    and `dvc add` followed them and the host file was pushed and committed to main."""
+    host = write(tmp_path / "host/secret.txt", SECRET)
+    runner = runner_with_results(project, "alpha")
+    link = runner / "results/models/alpha" / planted
+    link.unlink(missing_ok=True)
+    link.symlink_to(host)
+    result = sh(["bash", "scripts/stage_results.sh", "alpha", "out", *mode], runner)
+    assert result.returncode != 0 and f"{planted}: is a symlink" in result.stderr
+    assert SECRET not in everything_under(runner / "out")
+
+
+def test_a_model_run_never_stages_a_provenance_json_even_a_regular_one(project: Path, tmp_path: Path) -> None:
+    """Defect: a provenance.json planted by a model container made gpu_plan.sh treat the model as committed
+    forever and the site label its row as submitted."""
+    runner = runner_with_results(project, "alpha")
+    write(runner / "results/models/alpha/provenance.json", '{"source": "submitted"}\n')
+    ok(sh(["bash", "scripts/stage_results.sh", "alpha", "out"], runner))
+    assert not (runner / "out/results/models/alpha/provenance.json").exists()
+    store, remote = tmp_path / "store", tmp_path / "remote"
+    upload(store, "results.alpha", runner / "out")
+    write(store / "results.alpha/results/models/alpha/provenance.json", '{"source": "submitted"}\n')  # artifact too
+    committer, _ = publish(project, store, remote, True, '["alpha"]')
+    assert "results/models/alpha/provenance.json" not in git(committer, "show", "--name-only", "origin/main")
+
+
+def test_shard_staging_and_collection_take_no_link(tmp_path: Path) -> None:
+    """Defect: stage_shard.sh and collect_shards.sh used `cp -a`, which keeps symlinks."""
+    host = write(tmp_path / "host/secret.txt", SECRET)
+    work = tmp_path / "work"
+    shutil.copytree(REPO / "scripts", work / "scripts")
+    shard = work / "results/models/m/shards/0-of-2"
+    write(shard / "manifest.jsonl", "{}\n")
+    write(shard / "images/p01_s0.png", "image")
+    (shard / "images/p03_s0.png").symlink_to(host)
+    result = sh(["bash", "scripts/stage_shard.sh", "m", "0/2", "out"], work)
+    assert result.returncode != 0 and "p03_s0.png: is a symlink" in result.stderr
+    assert SECRET not in everything_under(work / "out")
+    incoming = tmp_path / "incoming/results/models/m/shards/1-of-2"
+    write(incoming / "manifest.jsonl", "{}\n")
+    (incoming / "images").mkdir()
+    (incoming / "images/p02_s0.png").symlink_to(host)
+    result = sh(["bash", "scripts/collect_shards.sh", "m", str(tmp_path / "incoming")], work)
+    assert result.returncode != 0 and "p02_s0.png: is a symlink" in result.stderr
+    assert not (work / "results/models/m/shards/1-of-2").exists()
+
+
+def file_objects(artifact: Path) -> list[Path]:
+    return sorted(p for p in (artifact / "dvc-objects/files/md5").rglob("*") if p.is_file() and p.suffix != ".dir")
+
+
+def assert_nothing_published(project: Path, remote: Path, before: str) -> None:
+    assert git(project, "rev-parse", "main").strip() == before
+    assert not remote.exists() or not any(p.is_file() for p in remote.rglob("*"))
+
+
+def test_an_object_whose_bytes_do_not_match_its_name_is_never_pushed(project: Path, tmp_path: Path) -> None:
+    """Defect: objects were copied into the cache with `cp -R` and pushed under their names unchecked."""
+    store, remote = tmp_path / "store", tmp_path / "remote"
+    gpu_job(project, "alpha", store)
+    forged = file_objects(store / "results.alpha")[0]
+    forged.chmod(0o644)
+    forged.write_text("other bytes under a genuine name")
+    before = git(project, "rev-parse", "main").strip()
+    committer = checkout(project, tmp_path / "commit")
+    ok(sh(["dvc", "remote", "add", "--local", "local", str(remote)], committer))
+    download(store, "results.*", committer / "incoming", True)
+    result = sh(["bash", "scripts/commit_results.sh", "incoming", "https://example.org/run/1"], committer,
+                MODELS='["alpha"]', SUBMISSIONS="[]", RESULTS_REMOTE="local")
+    assert result.returncode != 0 and "not to its name" in result.stderr and forged.name in result.stderr
+    assert_nothing_published(project, remote, before)
+
+
+def test_an_artifact_missing_objects_commits_nothing(project: Path, tmp_path: Path) -> None:
+    """Defect: `dvc push` exited 0 with "Some of the cache files do not exist" and images.dvc was committed."""
+    store, remote = tmp_path / "store", tmp_path / "remote"
+    gpu_job(project, "alpha", store)
+    missing = file_objects(store / "results.alpha")[0]
+    missing.unlink()
+    before = git(project, "rev-parse", "main").strip()
+    committer = checkout(project, tmp_path / "commit")
+    ok(sh(["dvc", "remote", "add", "--local", "local", str(remote)], committer))
+    download(store, "results.*", committer / "incoming", True)
+    result = sh(["bash", "scripts/commit_results.sh", "incoming", "https://example.org/run/1"], committer,
+                MODELS='["alpha"]', SUBMISSIONS="[]", RESULTS_REMOTE="local")
+    oid = missing.parent.name + missing.name
+    assert result.returncode != 0 and f"{oid} (missing)" in result.stderr
+    assert_nothing_published(project, remote, before)
+
+
+def test_a_push_that_leaves_objects_out_commits_nothing(project: Path, tmp_path: Path) -> None:
+    """`dvc push` that exits 0 but leaves an object off the remote (as it does when cache files are missing,
+    or a remote drops a write): the object-by-object check after the push fails the job before any commit.
+    The stand-in is a `dvc` on PATH that runs the real one, then deletes one pushed file object."""
+    store, remote = tmp_path / "store", tmp_path / "remote"
+    gpu_job(project, "alpha", store)
+    shim = write(tmp_path / "shim/dvc", f'#!/bin/sh\n"{Path(os.sys.executable).parent}/dvc" "$@" || exit $?\n'
+                 f'[ "$1" = push ] && find "{remote}" -type f ! -name "*.dir" | head -n1 | xargs rm -f\nexit 0\n')
+    shim.chmod(0o755)
+    before = git(project, "rev-parse", "main").strip()
+    committer = checkout(project, tmp_path / "commit")
+    ok(sh(["dvc", "remote", "add", "--local", "local", str(remote)], committer))
+    download(store, "results.*", committer / "incoming", True)
+    path = f"{shim.parent}{os.pathsep}{Path(os.sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    result = sh(["bash", "scripts/commit_results.sh", "incoming", "https://example.org/run/1"], committer,
+                MODELS='["alpha"]', SUBMISSIONS="[]", RESULTS_REMOTE="local", PATH=path)
+    assert result.returncode != 0 and "are not on the remote 'local' after the push" in result.stderr
+    assert git(project, "rev-parse", "main").strip() == before
+
+
+def test_the_results_check_fails_closed_and_runs_from_the_base_branch(tmp_path: Path) -> None:
+    """Defects: a base that did not resolve passed (a failing `git diff` inside `< <(...)` escapes set -e); a
+    pull request that edited the check passed it."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "scripts", repo / "scripts")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "main")
+    git(repo, "update-ref", "refs/remotes/origin/main", "main")
+    unresolved = sh(["bash", "scripts/check_results_paths.sh", "origin/nope"], repo, PR_AUTHOR="someone")
+    assert unresolved.returncode != 0 and "failing closed" in unresolved.stderr
+    git(repo, "checkout", "-q", "-b", "pr")
+    write(repo / "scripts/check_results_paths.sh", "#!/usr/bin/env bash\nexit 0\n")  # the PR edits the check away
+    write(repo / "results/models/acme/scores.csv", "forged\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "forge")
+    item = step("ci.yml", "test", "Only the results bot writes results/")
+    result = run_step(item, repo, BASE="origin/main", PR_AUTHOR="someone", RESULTS_BOT="",
+                      RUNNER_TEMP=str(tmp_path))
+    assert result.returncode == 1 and "  results/models/acme/scores.csv" in result.stdout
+
+
+@pytest.mark.parametrize(("changed", "models", "submissions"), [
+    ("docker/base/Dockerfile", '["on-base"]', "[]"),
+    ("docker/eval/requirements.txt", '["on-base","own-image"]', '["sub-a"]'),
+    ("docker/own/Dockerfile", '["own-image"]', "[]"),
+])
+def test_a_changed_base_or_scoring_image_replans_what_depends_on_it(tmp_path: Path, changed: str, models: str,
+                                                                    submissions: str) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "scripts", repo / "scripts")
+    write(repo / "docker/base/Dockerfile", "FROM debian\n")
+    write(repo / "docker/eval/requirements.txt", "torch==2.13.0\n")
+    write(repo / "docker/shared/Dockerfile", "ARG BENCH_BASE\nFROM ${BENCH_BASE}\n")
+    write(repo / "docker/own/Dockerfile", "FROM debian\n")
+    write(repo / "models/on-base/model.yaml", "name: on-base\nrunner: docker\ndocker:\n  dockerfile: "
+                                              "docker/shared/Dockerfile\n")
+    write(repo / "models/own-image/model.yaml", "name: own-image\nrunner: docker\ndocker:\n  dockerfile: "
+                                                "\"docker/own/Dockerfile\"\n")
+    write(repo / "models/paper/model.yaml", "name: paper\nkind: reported\nrunner: docker\n")
+    write(repo / "submissions/sub-a/manifest.jsonl", "{}\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "main")
+    base = git(repo, "rev-parse", "HEAD").strip()
+    write(repo / changed, "changed\n")
+    git(repo, "commit", "-q", "-am", "change an image")
+    planned = plan(repo, base, EVENT="pull_request", REF="refs/pull/1/merge")
+    assert (planned["models"], planned["submissions"]) == (models, submissions)
