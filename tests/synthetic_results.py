@@ -20,7 +20,8 @@ from PIL import Image
 
 from collapsebench.benchmark.model_config import ModelConfig
 from collapsebench.benchmark.suite import Prompt
-from collapsebench.core.io import atomic_write_csv
+from collapsebench.core.io import atomic_write_csv, sha256_file
+from collapsebench.core.runlog import append_run_log
 
 SCORE_COLUMNS = ("model", "prompt_id", "seed", "n_subjects", "scene", "slot", "subject_id", "dinov2", "dino", "clip_i",
                  "clip_t")
@@ -79,6 +80,8 @@ def write_model(results: Path, name: str) -> None:
                              "transformers": "5.24.0"},
             })
     atomic_write_csv(folder / "scores.csv", SCORE_COLUMNS, rows)
+    # As `score` on this machine would: its run log holds these scores' sha256, so the rows are `local`, ranked.
+    append_run_log(folder, "score", {"scores_sha256": sha256_file(folder / "scores.csv")})
     (folder / "manifest.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     (folder / "scoring.json").write_text(json.dumps({
         "profile": profile, "columns": list(SCORE_COLUMNS), "n_rows": len(rows), "backbones": {"dinov2": f"{profile}-dinov2"}, "resolved_revisions": {"dinov2": None},
@@ -91,10 +94,14 @@ def write_results(results: Path, paper_table: Path, models: tuple[str, ...] = tu
 
     for name in models:
         write_model(results, name)
-    prompts = [Prompt(pid, n, scene, " and ".join(f"{{{k}}}" for k in range(1, n + 1)), tuple(subjects_of(pid, n)))
-               for pid, n, scene in PROMPTS]
-    return run_report(results, [config(name) for name in models], paper_table, prompts, SEEDS, n_boot=200,
+    return run_report(results, [config(name) for name in models], paper_table, report_prompts(), SEEDS, n_boot=200,
                       seed=7).table
+
+
+def report_prompts() -> list[Prompt]:
+    """The synthetic prompts, as the report stage takes them."""
+    return [Prompt(pid, n, scene, " and ".join(f"{{{k}}}" for k in range(1, n + 1)), tuple(subjects_of(pid, n)))
+            for pid, n, scene in PROMPTS]
 
 
 _SHARED: dict[str, Path] = {}

@@ -113,3 +113,22 @@ def test_rows_made_on_different_pools_are_never_ranked_together() -> None:
     add_tie_ranks(table)
     ranks = {r["model"]: r["rank_dinov2"] for r in table}
     assert ranks == {"a": 1, "b": 2, "c": 1}  # c would beat a on one leaderboard; on its own pool it is alone
+
+
+def test_a_row_without_provenance_is_shown_but_never_ranked(tmp_path: Path) -> None:
+    """Defect: a results/models/<x>/ added by hand showed on the site as an ordinary, ranked card."""
+    from synthetic_results import config, report_prompts, write_model
+
+    from collapsebench.core.runlog import RUNLOG
+    from collapsebench.reporting.report import run_report
+
+    for name in ("alpha", "gamma"):
+        write_model(tmp_path, name)
+    (tmp_path / "models/gamma" / RUNLOG).unlink()  # gamma's scores: no run log of this checkout, no published.json
+    run_report(tmp_path, [config("alpha"), config("gamma")], PAPER, report_prompts(), SEEDS, n_boot=50, seed=7)
+    rows = [r for r in read_csv(tmp_path / "table1.csv") if r["source"] == "reproduced"]
+    assert {r["origin"] for r in rows if r["model"] == "alpha"} == {"local"}
+    gamma = [r for r in rows if r["model"] == "gamma"]
+    assert gamma and all(r["origin"] == "unverified" and r["rank_scr_0.4"] == "" and "no provenance" in r["rank_note"]
+                         for r in gamma)
+    assert all(r["rank_scr_0.4"] == "1" for r in rows if r["model"] == "alpha")  # alone in its groups now

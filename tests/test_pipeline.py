@@ -15,6 +15,8 @@ import pytest
 import yaml
 from conftest import REPO
 
+from collapsebench.core.runlog import read_run_log
+
 pytestmark = pytest.mark.slow
 
 
@@ -23,6 +25,13 @@ def run(cmd: list[str], cwd: Path) -> str:
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
+
+
+def tracked_files(workdir: Path) -> dict[str, bytes]:
+    """The bytes of every file under results/ (and dvc.lock) that git does not ignore: what a clone commits."""
+    listed = run(["git", "ls-files", "--others", "--cached", "--exclude-standard", "-z", "results", "dvc.lock"],
+                 workdir).split("\0")
+    return {path: (workdir / path).read_bytes() for path in listed if path}
 
 
 def ran_stages(output: str) -> set[str]:
@@ -43,6 +52,8 @@ def test_dvc_repro_is_idempotent_and_reruns_only_the_changed_model(workdir: Path
     (workdir / "models/newcomer").mkdir()
     (workdir / "models/newcomer/model.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
     (workdir / "submissions/acme-results").mkdir()  # a results submission merged, not imported yet
+    for ignores in (".gitignore", ".dvcignore"):
+        shutil.copy(REPO / ignores, workdir / ignores)
     run(["git", "init", "-q"], workdir)
     run(["dvc", "init", "-q"], workdir)
 
@@ -67,15 +78,25 @@ def test_dvc_repro_is_idempotent_and_reruns_only_the_changed_model(workdir: Path
     # A fresh clone has what git tracks (manifests, scores, tables) but no images, no generate record (git
     # ignores it, as it does the images), no DVC cache: its `dvc repro` makes the images again, so the gallery it
     # builds has them.
+    # And what git would commit is written canonically: the clone's rerun, from an empty embedding cache, leaves
+    # every such file byte for byte as it was (no clock, no cache counters, no batching noise), so `git status`
+    # after the front door is empty.
     run(["git", "check-ignore", "-q", "results/generated.json"], workdir)
+    committed = tracked_files(workdir)
+    assert {"dvc.lock", "results/table1.csv", "results/models/collage/manifest.jsonl",
+            "results/models/collage/scoring.json", "results/scored.json"} <= set(committed)
     shutil.rmtree(workdir / ".dvc/cache")
+    shutil.rmtree(workdir / ".cache/embeddings")
     (workdir / "results/generated.json").unlink()
     for name in ("collage", "floor"):
         shutil.rmtree(workdir / f"results/models/{name}/images")
+        (workdir / f"results/models/{name}/runlog.jsonl").unlink()
     fresh = run(["dvc", "repro"], workdir)
     assert "generate" in ran_stages(fresh) and "generate floor: 75 made" in fresh
     assert len(list((workdir / "results/models/collage/images").glob("*.png"))) == 75
-    assert (workdir / "results/table1.csv").read_text() == table
+    changed = [path for path, data in tracked_files(workdir).items() if committed.get(path) != data]
+    assert changed == [] and set(tracked_files(workdir)) == set(committed), changed
+    assert len(read_run_log(workdir / "results/models/floor")) == 75 + 1  # this run's 75 images and its scoring
 
     # One model's settings change: only that model's images are made again (its manifest fingerprint is stale).
     collage = workdir / "results/models/collage"

@@ -91,10 +91,29 @@ def atomic_write_csv(path: Path, fieldnames: Sequence[str], rows: Iterable[Mappi
     atomic_write_text(path, buffer.getvalue())
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as the start of a formula
+
+
 def _csv_value(value: Any) -> Any:
+    """Floats at 6 decimals; text that a spreadsheet would run as a formula (a display name from a pull request,
+    `=HYPERLINK(...)`) escaped with a leading apostrophe, the OWASP rule. Numbers, even negative ones, stay
+    numbers: only text that does not parse as a number is escaped. Escaping here, where the tables are written,
+    keeps the site's downloads byte-for-byte copies of results/."""
     if isinstance(value, float):
         return f"{value:.6f}"
-    return "" if value is None else value
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _is_number(value):
+        return "'" + value
+    return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,11 @@ from collapsebench.core.manifest import (
     image_name,
     remove_stale_temp_files,
 )
+from collapsebench.core.runlog import append_run_log, utc_now
 from collapsebench.models import get_adapter
+
+# The fields of a manifest line that depend on the clock alone (see first_timing).
+TIMING = ("created_utc", "wall_s")
 
 log = logging.getLogger(__name__)
 TRACKED_PACKAGES = ("collapsebench", "torch", "diffusers", "transformers", "pillow")
@@ -73,6 +76,7 @@ def run_generate(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject],
             remove_stale_temp_files(folder)
         stamps = job_stamps(config, jobs, pool)
         done = manifest.verified(stamps)
+        earlier = {record["key"]: record for record in manifest.records()}  # images of these may be gone
         pending = [job for job in jobs if job.key not in done]
         failed: list[str] = []
         if pending:
@@ -88,10 +92,22 @@ def run_generate(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject],
                     failed.append(f"prompt {job.prompt.id} seed {job.seed}: {type(error).__name__}: {error}")
                     log.error("generate %s: prompt %d seed %d failed: %s", config.name, job.prompt.id, job.seed, error)
                     continue
+                append_run_log(out_dir, "generate", {key: record[key] for key in ("key", "sha256", *TIMING)})
+                record = first_timing(record, earlier.get(job.key))
                 manifest.append(record)
                 done[job.key] = record
         manifest.write(done.values())  # one current line per finished job: drops stale, torn and foreign lines
         return GenerateReport(made=len(pending) - len(failed), skipped=len(jobs) - len(pending), failed=failed)
+
+
+def first_timing(record: Record, earlier: Record | None) -> Record:
+    """`record` with the timing of `earlier` when the two differ in nothing else: the same bytes, made from the
+    same inputs the same way, only at another time (a fresh clone remaking a deterministic model's images). So
+    the committed manifest changes only when an image, its inputs or how it was made did; each run's own timing
+    is in the run log (core/runlog.py)."""
+    if earlier is None or any(record.get(k) != earlier.get(k) for k in set(record) | set(earlier) if k not in TIMING):
+        return record
+    return {**record, **{key: earlier[key] for key in TIMING if key in earlier}}
 
 
 def job_stamps(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject]) -> dict[str, dict[str, str]]:
@@ -118,7 +134,7 @@ def _make_one(adapter: Any, config: ModelConfig, job: Job, pool: dict[str, Subje
         "image": relative, "sha256": sha256_bytes(data), "width": result.image.width, "height": result.image.height,
         "params": config.settings, "model": config.name, "adapter": config.adapter, "model_revision": adapter.revision,
         **stamp, "wall_s": round(wall, 4),
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), **context,
+        "created_utc": utc_now(), **context,
     }
 
 

@@ -84,19 +84,23 @@ def per_scene_rows(config: ModelConfig, rows: Sequence[dict[str, str]], backbone
     ]
 
 
-def add_tie_ranks(table: list[dict[str, Any]], unranked: Set[str] = frozenset()) -> None:
+def add_tie_ranks(table: list[dict[str, Any]], unranked: Set[str] = frozenset(),
+                  unverified: Set[str] = frozenset()) -> None:
     """Set `rank_<metric>` (or `rank_note`) on reproduced rows, ranking within (kind, backbones, pool, count).
 
     Models are only compared with models scored by the same backbones on the same subject pool (another pool is
     another benchmark instance) at the same subject count, and calibration rows only with each other. Reported
     rows have no per-prompt scores, so they get no rank rather than a made-up one. `unranked` models (scores that
-    do not cover the benchmark) and rows that break the pairing of their cell get a `rank_note` instead.
+    do not cover the benchmark), `unverified` ones (no provenance, reporting/origin.py) and rows that break the
+    pairing of their cell get a `rank_note` instead.
     """
     groups: dict[tuple[str, str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for row in table:
         if row.get("source") != "reproduced":
             continue
-        if row["model"] in unranked:
+        if row["model"] in unverified:
+            row[RANK_NOTE] = "not ranked: no provenance (scored neither by our workflow nor by this checkout)"
+        elif row["model"] in unranked:
             row[RANK_NOTE] = "not ranked: its scores do not cover the benchmark (see coverage.csv)"
         elif not isinstance(row.get(PAIRED), PairedCell):
             row[RANK_NOTE] = "not ranked: no per-prompt scores"

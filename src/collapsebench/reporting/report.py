@@ -44,6 +44,7 @@ from collapsebench.reporting.matched_cells import (
     add_matched_cells,
 )
 from collapsebench.reporting.metrics import bootstrap_intervals, scr
+from collapsebench.reporting.origin import row_origin
 
 CI_COLUMNS = INTERVAL_COLUMNS
 TABLE1_COLUMNS = (
@@ -51,6 +52,7 @@ TABLE1_COLUMNS = (
     + ("n_images", "n_pairs", "source", "backbones", "generated_by", "pool")
     + interval_columns(CI_COLUMNS) + RANK_COLUMNS
     + MATCHED_TABLE_COLUMNS  # instance-level columns (beyond the paper), empty when not scored
+    + ("origin",)  # workflow | submitted | local | unverified (reporting/origin.py); unverified rows are not ranked
 )
 PER_SCENE_COLUMNS = (
     PER_SCENE_KEYS + CI_COLUMNS + ("n_images", "n_pairs") + interval_columns(CI_COLUMNS)
@@ -126,15 +128,19 @@ def run_report(results_dir: Path, configs: list[ModelConfig], paper_table: Path,
     sweep: list[dict[str, Any]] = []
     scenes: list[dict[str, Any]] = []
     covered: list[Coverage] = []
+    origins: dict[str, str] = {}
     for config in configs:
         rows, info = load_scores(results_dir, config.name)
         covered.append(coverage(config.name, rows, prompts, seeds))
         backbones = info.get("profile", "unknown")
         cells = add_matched_cells(reproduced_rows(config, rows, info, n_boot, seed), rows, n_boot, seed)
-        table += [{**cell, "generated_by": generated_by(results_dir, config.name)} for cell in cells]
+        origin = row_origin(results_dir / "models" / config.name)
+        origins[config.name] = origin
+        table += [{**cell, "generated_by": generated_by(results_dir, config.name), "origin": origin} for cell in cells]
         sweep += scr_sweep(config, rows, backbones, n_boot, seed)
         scenes += per_scene_rows(config, rows, backbones, CI_COLUMNS, n_boot, seed)
-    add_tie_ranks(table, unranked={item.model for item in covered if not item.complete})
+    add_tie_ranks(table, unranked={item.model for item in covered if not item.complete},
+                  unverified={name for name, origin in origins.items() if origin == "unverified"})
     table += reported_rows(paper_table)
     atomic_write_csv(results_dir / "coverage.csv", COVERAGE_COLUMNS, [r for item in covered for r in coverage_rows(item)])
     atomic_write_csv(results_dir / "table1.csv", TABLE1_COLUMNS, table)

@@ -256,7 +256,11 @@ class EmbeddingEngine:
         for start in tqdm(range(0, len(todo), self.batch_size), desc=f"{desc} [{self.spec.name}]", unit="batch",
                           leave=False, disable=not todo):
             batch = todo[start:start + self.batch_size]
-            vectors = self.backbone.embed_images([source.load() for source in batch])
+            images = [source.load() for source in batch]
+            # Always a full batch (the last one padded with copies): an image's embedding then does not depend on
+            # how many others missed the cache, since a batch's shape changes the float sums at the 6th decimal.
+            vectors = self.backbone.embed_images(images + images[-1:] * (self.batch_size - len(images)))
+            vectors = vectors[:len(batch)]
             self.forwarded += len(batch)
             for source, vector in zip(batch, vectors):
                 found[source.digest] = vector

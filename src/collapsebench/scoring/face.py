@@ -345,9 +345,11 @@ def face_sets(models: FaceModels, sources: Sequence[ImageSource], cache: Embeddi
         if result is None:
             image = source.load()
             faces = models.detect(image)
-            result = FaceSet(faces, models.embed([align_face(image, face[5:]) for face in faces]))
+            stored = FaceSet(faces, models.embed([align_face(image, face[5:]) for face in faces])).encode()
+            # Used as the cache stores it (float32), so a cold and a warm run give the same numbers to the bit.
+            result = FaceSet.decode(stored)
             if cache is not None:
-                cache.put(models.space, source.digest, result.encode())
+                cache.put(models.space, source.digest, stored)
         found[source.digest] = result
     return [found[source.digest] for source in sources]
 

@@ -22,9 +22,10 @@ import numpy as np
 from collapsebench.benchmark.casting import pool_id
 from collapsebench.benchmark.pool import Subject
 from collapsebench.core.errors import BenchError
-from collapsebench.core.io import atomic_write_csv, atomic_write_json
+from collapsebench.core.io import atomic_write_csv, atomic_write_json, sha256_file
 from collapsebench.core.manifest import Manifest
 from collapsebench.core.metric_table import RAW_SCORES, SCORE_COLUMNS
+from collapsebench.core.runlog import append_run_log
 from collapsebench.scoring.backbones import (
     BACKBONE_NAMES,
     ClipText,
@@ -156,16 +157,21 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], config: Scori
         "clip_max_tokens": 77,
         "matched": None if detector is None else {
             **detector.settings.record(), "resolved": detector.description["detector"],
-            "images_through_detector": detector.forwarded,
             "references_without_a_box": sorted(s for s, found in references_cropped.items() if not found),
         },
         "face": None if face_models is None else {
-            **face_models.settings.record(), "images_through_detector": face_models.forwarded,
+            **face_models.settings.record(),
             "references_without_a_face": sorted(s for s, found in reference_faces.items() if not found),
         },
-        # Work actually done this run (0 everywhere = everything came from the cache).
+    })
+    # Work actually done this run (0 everywhere = everything came from the cache): the run log, not scoring.json,
+    # which must not change when only the cache's state did (core/runlog.py).
+    append_run_log(out_dir, "score", {
+        "scores_sha256": sha256_file(out_dir / "scores.csv"),  # these scores were made here (reporting/origin.py)
         "images_through_backbones": forwarded,
         "embedding_cache": None if cache is None else vars(cache.stats),
+        "matched_images_through_detector": None if detector is None else detector.forwarded,
+        "face_images_through_detector": None if face_models is None else face_models.forwarded,
     })
     return ScoreSummary(n_images=len(records), n_rows=len(rows), truncated_prompts=truncated)
 
