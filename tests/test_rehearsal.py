@@ -200,3 +200,39 @@ def test_rehearsal_pull_request_to_published_gallery(origin: Path, tmp_path: Pat
         with Image.open(reader / "public" / source) as thumb:
             thumb.load()
     assert f'id="pending-{MODEL}"' not in (reader / "public/index.html").read_text()  # a row now, not pending
+
+
+def test_a_model_run_as_three_shards_merges_and_its_preview_shows_every_image(origin: Path, tmp_path: Path) -> None:
+    """Defect: a model run as more than one shard never got its images merged, and the preview (uploaded from
+    the model folder) could not see them. Here k=3, through the workflow's own steps and scripts."""
+    store = tmp_path / "artifacts"
+    store.mkdir()
+    author = clone(origin, tmp_path / "author")  # the stand-in model, merged
+    (author / "models" / MODEL).mkdir(parents=True)
+    entry = yaml.safe_load((REPO / "models/collage/model.yaml").read_text())
+    (author / "models" / MODEL / "model.yaml").write_text(yaml.safe_dump({**entry, "name": MODEL}, sort_keys=False))
+    git(author, "add", "-A")
+    git(author, "commit", "-q", "-m", "add standin")
+    git(author, "push", "-q", "origin", "main")
+    upload_name = step("gpu.yml", "generate", uses="actions/upload-artifact")["with"]["name"]
+    for shard in range(3):
+        runner = clone(origin, tmp_path / f"generate-{shard}")
+        ok(run_step(step("gpu.yml", "generate", "collapsebench generate --shard"), runner, MODEL=MODEL,
+                    SHARD=f"{shard}/3"))
+        upload(store, expand(upload_name, {"matrix.model": MODEL, "matrix.shard": str(shard)}), runner / "out")
+    runner = clone(origin, tmp_path / "merge-score")
+    fetch = step("gpu.yml", "merge-score", uses="actions/download-artifact")["with"]
+    assert len(download(store, expand(fetch["pattern"], {"matrix.model": MODEL}), runner / fetch["path"],
+                        fetch["merge-multiple"])) == 3
+    ok(run_step(step("gpu.yml", "merge-score", "collapsebench merge"), runner, MODEL=MODEL))
+    model = runner / "results/models" / MODEL
+    records = [json.loads(line) for line in (model / "manifest.jsonl").read_text().splitlines()]
+    assert len(records) == 75 and len({r["key"] for r in records}) == 75
+    ok(run_step(step("gpu.yml", "merge-score", "The preview's images and manifest, as regular files only"), runner,
+                MODEL=MODEL))
+    preview = step("gpu.yml", "merge-score", "The preview's images, to look at before the merge")
+    uploaded = runner / expand(preview["with"]["path"], {"matrix.model": MODEL})
+    assert (uploaded / "manifest.jsonl").read_text() == (model / "manifest.jsonl").read_text()
+    for record in records:
+        image = uploaded / record["image"]
+        assert not image.is_symlink() and hashlib.sha256(image.read_bytes()).hexdigest() == record["sha256"]
