@@ -342,7 +342,8 @@ def test_install_takes_torch_alone_from_the_cpu_wheel_index(tmp_path: Path, resu
     assert result.returncode == 0, result.stderr
     lines = calls.read_text().splitlines()
     assert lines[:3] == ["-m pip install torch==2.13.0 --index-url https://cpu.example/whl",
-                         "-m pip install -e .[dev]", "-m pip install --no-deps open_clip_torch==3.3.0"]
+                         "-m pip install -e .[dev] -c constraints.txt",
+                         "-m pip install --no-deps open_clip_torch==3.3.0"]
     assert lines[3:] == (["-m pip install dvc-s3==3.3.0"] if results_remote == "true" else [])
     setup = next(s for s in action["runs"]["steps"] if str(s.get("uses", "")).startswith("actions/setup-python"))
     assert setup["with"]["cache"] == "pip"
