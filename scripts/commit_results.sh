@@ -51,7 +51,7 @@ apply() { # copy the planned results into the work tree; fills paths and targets
       fi
       kind=model
       [[ "$planned_submissions" == *" $name "* ]] && kind=submission
-      only=(--only manifest.jsonl --only scores.csv --only scoring.json --only images.dvc)
+      only=(--only manifest.jsonl --only scores.csv --only scoring.json --only images.dvc --only refusals.jsonl)
       [[ "$kind" == submission ]] && only+=(--only provenance.json)
       collapsebench untrusted copy "${folder%/}" "results/models/$name" "${only[@]}" >"$list"
       listed "$list" "results/models/$name"

@@ -18,7 +18,8 @@
 # models/<name>/model.yaml (stage_results.sh writes it). A change under docker/<dir>/ reruns every
 # model whose model.yaml names that Dockerfile; a change under docker/base/ every model whose Dockerfile builds on
 # the shared base (ARG BENCH_BASE); a change under docker/eval/ (the scoring image) every model and submission.
-# Models that cannot run here (kind: reported) or were submitted as results (runner: submitted) are left out;
+# Models that cannot run here (kind: reported), were submitted as results (runner: submitted) or are closed APIs
+# (runner: api: the GPU runner holds no provider key; their rows come as results submissions) are left out;
 # names that break the naming rule are left out too (ci.yml's validation reports them).
 set -euo pipefail
 
@@ -103,8 +104,8 @@ json_list() { # names (already safe by the naming rule) as a JSON list
 runnable=()
 for name in $(printf '%s\n' "${!models[@]}" | sort); do
   file="models/$name/model.yaml"
-  if field_is "$file" kind reported || field_is "$file" runner submitted; then
-    echo "gpu_plan: $name is not generated here (reported or submitted results)" >&2
+  if field_is "$file" kind reported || field_is "$file" runner submitted || field_is "$file" runner api; then
+    echo "gpu_plan: $name is not generated here (reported, submitted results, or a closed API: no key here)" >&2
   else
     runnable+=("$name")
   fi

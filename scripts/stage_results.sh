@@ -2,7 +2,7 @@
 # Lay out one model's (or results submission's) scored results for gpu.yml's results.<name> artifact, from which
 # commit_results.sh commits them on main. Everything sits under its path from the repository root:
 #
-#   OUT/results/models/NAME/{manifest.jsonl,scores.csv,scoring.json,images.dvc[,provenance.json]}  for git
+#   OUT/results/models/NAME/{manifest.jsonl,scores.csv,scoring.json,images.dvc[,provenance.json][,refusals.jsonl]}
 #   OUT/dvc-objects/         the images as DVC objects, pushed here as to a local DVC remote
 #   OUT/models/NAME/model.yaml   only for a results submission: the entry its import wrote
 #
@@ -27,7 +27,7 @@ folder="results/models/$name"
 files=(manifest.jsonl scores.csv scoring.json)
 [[ "$submission" == true ]] && files+=(provenance.json)
 only=()
-for file in "${files[@]}"; do only+=(--only "$file"); done
+for file in "${files[@]}" refusals.jsonl; do only+=(--only "$file"); done  # refusals: a closed API row's, if any
 collapsebench untrusted copy "$folder" "$out/$folder" "${only[@]}" >/dev/null
 for file in "${files[@]}"; do
   [[ -f "$out/$folder/$file" ]] || { echo "stage_results: $folder/$file is missing" >&2; exit 1; }

@@ -17,6 +17,10 @@ def test_the_benchmark_runs_and_ends_with_the_stage_over_transformer_line(capsys
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclasses look their module up there
+    # As in README command 1's environment: no pytest and nothing of tests/ (defect: the bench imported
+    # tests/test_adapters_diffusers.py, which imports pytest, and died there).
+    for name in ("pytest", "conftest", "test_adapters_diffusers"):
+        monkeypatch.setitem(sys.modules, name, None)
     spec.loader.exec_module(bench)
 
     ratio = bench.main(["--tiny", "--images-per-n", "1", "--shards", "0"])  # fan-out: tests/test_fanout.py

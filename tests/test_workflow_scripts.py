@@ -45,12 +45,14 @@ def plan(repo: Path, base: str = "", **env: str) -> dict[str, str]:
 @pytest.fixture
 def main_repo(tmp_path: Path) -> Path:
     """main with: `done` (results from its current model.yaml), `stale` (results from an older model.yaml),
-    `never` (no results), `paper` (reported only), submission `sub-done` (imported) and `sub-new` (not yet)."""
+    `never` (no results), `paper` (reported only), `closed` (a closed API model: never planned), submission
+    `sub-done` (imported) and `sub-new` (not yet)."""
     repo = tmp_path / "repo"
     shutil.copytree(REPO / "scripts", repo / "scripts")
-    for name in ("done", "stale", "never", "paper"):
+    for name in ("done", "stale", "never", "paper", "closed"):
         kind = "reported" if name == "paper" else "model"
-        entry = write(repo / f"models/{name}/model.yaml", f"name: {name}\nkind: {kind}\nrunner: docker\n")
+        runner = "api" if name == "closed" else "docker"  # a closed API model: no key on the GPU runner
+        entry = write(repo / f"models/{name}/model.yaml", f"name: {name}\nkind: {kind}\nrunner: {runner}\n")
         if name in ("done", "stale"):
             for file in ("scores.csv", "scoring.json"):
                 write(repo / f"results/models/{name}/{file}", "x\n")
@@ -185,8 +187,9 @@ def gpu_job(origin: Path, name: str, store: Path, submission: bool = False) -> P
     write(folder / "manifest.jsonl", json.dumps({"model": name, "image": "images/p01_s0.png"}) + "\n")
     write(folder / "scores.csv", f"model\n{name}\n")
     write(folder / "scoring.json", "{}\n")
-    if submission:  # what `collapsebench submission import` leaves
+    if submission:  # what `collapsebench submission import` leaves (a closed API row: with its refusals)
         write(folder / "provenance.json", '{"source": "submitted"}\n')
+        write(folder / "refusals.jsonl", '{"key": "p02_s0", "reason": "content_policy"}\n')
         write(runner / f"models/{name}/model.yaml", f"name: {name}\nrunner: submitted\n")
     ok(sh(["bash", "scripts/stage_results.sh", name, "out", *(["--submission"] if submission else [])], runner))
     upload(store, f"results.{name}", runner / "out")
@@ -263,8 +266,8 @@ def test_commit_of_a_results_submission_adds_its_entry_and_images_dvc(project: P
     changed = git(committer, "show", "--name-only", "--format=", "origin/main").split()
     assert sorted(changed) == ["models/gamma/model.yaml", "results/models/gamma/images.dvc",
                                "results/models/gamma/manifest.jsonl", "results/models/gamma/provenance.json",
-                               "results/models/gamma/published.json", "results/models/gamma/scores.csv",
-                               "results/models/gamma/scoring.json"]
+                               "results/models/gamma/published.json", "results/models/gamma/refusals.jsonl",
+                               "results/models/gamma/scores.csv", "results/models/gamma/scoring.json"]
     assert json.loads((committer / "results/models/gamma/published.json").read_text())["kind"] == "submission"
     clone = reader(project, remote, tmp_path / "reader")
     assert (clone / "results/models/gamma/images/p01_s0.png").read_text() == "gamma image"

@@ -62,12 +62,15 @@ def detect_build(cwd: Path | None = None, env: Mapping[str, str] | None = None) 
     commit = env.get("GITHUB_SHA") or _git(cwd, "rev-parse", "HEAD")
     dirty = bool(commit) and not env.get("GITHUB_SHA") and bool(_git(cwd, "status", "--porcelain",
                                                                     "--untracked-files=no"))
-    return BuildInfo(version=_version(), built=_build_time(env), commit=commit or None, dirty=dirty,
+    return BuildInfo(version=_version(), built=_build_time(env, cwd), commit=commit or None, dirty=dirty,
                      repository=_repository(env))
 
 
-def _build_time(env: Mapping[str, str]) -> datetime:
-    epoch = env.get("SOURCE_DATE_EPOCH", "")
+def _build_time(env: Mapping[str, str], cwd: Path) -> datetime:
+    """SOURCE_DATE_EPOCH, else the time of the commit built (the reproducible-builds convention: the same commit
+    builds the same bytes, so the site, a DVC output whose hash dvc.lock records, does not change with the clock),
+    else, outside a git checkout, now."""
+    epoch = env.get("SOURCE_DATE_EPOCH", "") or _git(cwd, "log", "-1", "--format=%ct")
     if epoch.isdigit():
         return datetime.fromtimestamp(int(epoch), tz=timezone.utc)
     return datetime.now(timezone.utc)
