@@ -46,9 +46,28 @@ class ModelConfig:
         extra = {key: self.raw[key] for key in ("pipeline", "call") if self.raw.get(key) is not None}
         return {**self.settings, **extra}
 
+    @property
+    def reference_limit(self) -> int | None:
+        """The documented maximum number of reference images one call accepts (None: not stated)."""
+        return self.raw.get("reference_limit")
+
+    @property
+    def api(self) -> dict[str, Any] | None:
+        """A closed API entry's `api` block (provider, model id, price per image and its date), else None."""
+        return self.raw.get("api")
+
+    @property
+    def access(self) -> str:
+        """`closed-api` for a model behind a paid API (not reproducible, dated), `open` for everything else."""
+        return "closed-api" if self.api else "open"
+
     def fingerprint(self) -> str:
-        """What makes two images of one job interchangeable: adapter, settings and pinned weights."""
-        blob = json.dumps({"adapter": self.adapter, "settings": self.adapter_settings()}, sort_keys=True)
+        """What makes two images of one job interchangeable: adapter, settings and pinned weights (for an API
+        entry, its provider and model id; not its price, which changes no image)."""
+        identity = {"adapter": self.adapter, "settings": self.adapter_settings()}
+        if self.api:
+            identity["api"] = {key: self.api.get(key) for key in ("provider", "model")}
+        blob = json.dumps(identity, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -9,8 +9,10 @@ the site build fail until someone listed it.
 
 params.yaml's `models` only *selects* what `dvc repro` generates and scores on
 this machine: `calibration` (the CPU calibration models, the default),
-`all`, or a list of names. Every other model is reported from its committed
-results, or shown as pending until it has some.
+`all` (every entry that can run here, except closed API entries: they cost money
+and need the user's key, so they run only when named), or a list of names.
+Every other model is reported from its committed results, or shown as pending
+until it has some.
 """
 
 from __future__ import annotations
@@ -76,8 +78,9 @@ def select(value: object, models_dir: Path, where: str) -> list[ModelConfig]:
     `where` (the params file or the flag): asking for something that cannot run must not pass silently.
     """
     selection = parse_selection(value, where)
-    if isinstance(selection, str):
-        return [c for c in entries(models_dir) if selection == "all" or c.kind == "calibration"]
+    if isinstance(selection, str):  # `all` never includes a paid API entry: those run when named, with a key
+        return [c for c in entries(models_dir)
+                if (selection == "all" and c.runner != "api") or c.kind == "calibration"]
     configs = []
     for name in dict.fromkeys(selection):
         if not (Path(models_dir) / name / "model.yaml").is_file():

@@ -15,6 +15,12 @@ copies an accepted submission into `results/models/<name>/` in one rename
 and records `runner: submitted` in every manifest line plus a
 `provenance.json` that the site uses to label the row "results submitted by
 the authors, scored here".
+
+A closed API row (model.yaml with an `api` block) may also carry `refusals.jsonl`, the file `generate` writes
+(core/refusals.py): a job the model refused (over its reference limit, content policy, no image) is answered by
+a line there instead of an image. Only final refusals are accepted (a job whose last attempt was an `error` is
+not done: run `generate` again first), each job once, never both imaged and refused, and `over_reference_limit`
+only for a job that really needs more references than the entry's `reference_limit`.
 """
 
 from __future__ import annotations
@@ -50,14 +56,15 @@ from collapsebench.core.manifest import (
     job_key,
 )
 from collapsebench.core.problems import Problem, shown
-from collapsebench.intake.pngcheck import MAX_BYTES, png_problems, strip_ancillary
+from collapsebench.core.refusals import FINAL_REASONS, REFUSALS, Refusals
+from collapsebench.core.pngcheck import MAX_BYTES, png_problems, strip_ancillary
 
 LAYOUT = {  # required entry -> what to say when it is missing
     "model.yaml": "missing: the model description (schema v1, runner: submitted)",
     "manifest.jsonl": "missing: one JSON line per job (prompt_id, seed, subjects, image, sha256)",
     "images": "missing: the folder of PNG images the manifest names",
 }
-OPTIONAL = ("README.md",)
+OPTIONAL = ("README.md", REFUSALS)
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 # ASCII only, one level under images/: no look-alike letters, no right-to-left overrides, no sub-folders.
 IMAGE_PATH = re.compile(r"^images/[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.png$")
@@ -112,6 +119,7 @@ class Inspection:
     lines: list[Line] = field(default_factory=list)
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # image path -> decoded (width, height)
     manifest_sha256: str | None = None
+    refusals: dict[str, dict[str, Any]] = field(default_factory=dict)  # job key -> its accepted refusal line
 
 
 def check_submission(folder: Path, benchmark: Benchmark) -> list[Problem]:
@@ -130,6 +138,8 @@ def inspect_submission(folder: Path, benchmark: Benchmark) -> Inspection:
         found.problems.append(Problem(name, None, "folder name: use lower-case letters, digits, '-' and '_' (max 64)"))
     files = _scan(folder, found.problems)
     _check_model_file(folder, found.problems)
+    if REFUSALS in files:
+        found.refusals = _check_refusals(folder, files[REFUSALS], benchmark, found.problems)
     if "manifest.jsonl" in files:
         found.lines = _check_manifest(folder / "manifest.jsonl", files["manifest.jsonl"], benchmark, found)
     _check_images(folder, files, found)
@@ -218,9 +228,61 @@ def _check_manifest(path: Path, info: os.stat_result, benchmark: Benchmark, foun
         first_image[line.image] = number
         lines.append(line)
     for key in benchmark.job_keys():
-        if key not in first_line:
-            found.problems.append(Problem(where, None, f"job {key} is missing (every prompt x seed exactly once)"))
+        if key in first_line and key in found.refusals:
+            found.problems.append(Problem(where, f"line {first_line[key]}", f"job {key} is also in {REFUSALS}: a "
+                                                                            "job has an image or a refusal, not both"))
+        elif key not in first_line and key not in found.refusals:
+            found.problems.append(Problem(where, None, f"job {key} is missing (every prompt x seed exactly once, "
+                                                       f"as an image or, for a closed API row, in {REFUSALS})"))
     return lines
+
+
+def _check_refusals(folder: Path, info: os.stat_result, benchmark: Benchmark,
+                    problems: list[Problem]) -> dict[str, dict[str, Any]]:
+    """The accepted lines of a closed API row's refusals.jsonl, by job key; every problem appended."""
+    path = folder / REFUSALS
+    where = shown(path)
+    raw, _ = read_model_file(folder / "model.yaml", folder.name) if (folder / "model.yaml").is_file() else (None, [])
+    if not isinstance(raw, dict) or not isinstance(raw.get("api"), dict):
+        problems.append(Problem(where, None, "only a closed API row (model.yaml with an `api` block) may have "
+                                             "refused jobs; every other model submits an image for every job"))
+        return {}
+    if info.st_size > MAX_MANIFEST_BYTES:
+        problems.append(Problem(where, None, f"{info.st_size} bytes; at most {MAX_MANIFEST_BYTES}"))
+        return {}
+    limit = raw.get("reference_limit")
+    accepted: dict[str, dict[str, Any]] = {}
+    for number, text in enumerate(_read_regular(path).decode("utf-8", "replace").split("\n"), start=1):
+        if not text.strip():
+            continue
+        at = f"line {number}"
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError as error:
+            problems.append(Problem(where, at, f"not valid JSON ({error.msg})"))
+            continue
+        prompt = benchmark.prompts.get(line.get("prompt_id")) if isinstance(line, dict) else None
+        seed = line.get("seed") if isinstance(line, dict) else None
+        if prompt is None or not _is_int(seed) or seed not in benchmark.seeds:
+            problems.append(Problem(where, at, "prompt_id and seed must name a benchmark job"))
+            continue
+        key = job_key(prompt.id, seed)
+        reason = line.get("reason")
+        if reason not in FINAL_REASONS:
+            problems.append(Problem(where, f"{at}: reason", f"{reason!r}: job {key} is not answered (only "
+                                                            f"{', '.join(FINAL_REASONS)}); run generate again first"))
+        elif reason == "over_reference_limit" and not (_is_int(limit) and prompt.n_subjects > limit):
+            problems.append(Problem(where, f"{at}: reason", f"job {key} has {prompt.n_subjects} references, within "
+                                                            f"the entry's reference_limit {limit}: not over it"))
+        elif key in accepted:
+            problems.append(Problem(where, at, f"job {key} is refused twice"))
+        else:
+            accepted[key] = {"key": key, "prompt_id": prompt.id, "seed": seed, "n_subjects": prompt.n_subjects,
+                             "scene": prompt.scene, "subjects": list(prompt.subjects), "reason": reason,
+                             "detail": str(line.get("detail", ""))[:MAX_CLAIM_CHARS],
+                             "provider": raw["api"].get("provider"), "api_model": raw["api"].get("model"),
+                             "request_date": str(line.get("request_date", ""))[:40], "source": "submitted"}
+    return accepted
 
 
 def _check_line(where: str, number: int, raw: str, benchmark: Benchmark,
@@ -386,6 +448,7 @@ def import_submission(folder: Path, benchmark: Benchmark, pool: dict[str, Subjec
             lines.append(_imported_record(line, config, pool, found.sizes[line.image], benchmark.labels,
                                           sha256_bytes(data)))
         Manifest(staging).write(lines)
+        Refusals(staging).write(found.refusals.values())
         atomic_write_json(staging / PROVENANCE, {
             "source": "submitted", "label": SUBMITTED_LABEL, "submission": name, "n_images": len(lines),
             "manifest_sha256": found.manifest_sha256,

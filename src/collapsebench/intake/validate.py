@@ -25,7 +25,7 @@ from collapsebench.intake.submission import Benchmark, check_submission
 
 TOP_FOLDERS = ("models", "submissions")
 FOLDER_READMES = {f"{top}/README.md" for top in TOP_FOLDERS}  # what the folder is for, not an entry
-MODEL_FOLDER_FILES = ("model.yaml", "README.md")
+MODEL_FOLDER_FILES = ("model.yaml", "README.md", "preflight.yaml")  # preflight.yaml: the twin `preflight` builds
 
 
 def check_model_folder(folder: Path) -> list[Problem]:
@@ -43,14 +43,15 @@ def check_model_folder(folder: Path) -> list[Problem]:
             problems.append(Problem(shown(entry), None, "symlinks are not allowed in a model folder"))
         elif entry.name not in MODEL_FOLDER_FILES or not stat.S_ISREG(info.st_mode):
             problems.append(Problem(shown(entry), None, "unexpected entry (a model folder holds model.yaml and "
-                                                        "optionally README.md; Dockerfiles go in docker/<name>/)"))
+                                                        "optionally README.md and preflight.yaml; Dockerfiles go in "
+                                                        "docker/<name>/)"))
     path = folder / "model.yaml"
     if not path.is_file() or path.is_symlink():
         return [*problems, Problem(shown(path), None, "missing")]
     raw, found = read_model_file(path, folder.name)
     if raw is not None:  # every problem in one round: schema, repository, weights pins, the adapter itself
         found += _repository_problems(raw, folder.absolute().parent.parent)
-        found += _pin_problems(raw)
+        found += [problem for problem in _pin_problems(raw) if problem[0] not in {field for field, _ in found}]
         found += _adapter_problems(raw)
     return problems + [Problem(shown(path), where, message) for where, message in dict.fromkeys(found)]
 
@@ -59,6 +60,8 @@ def _repository_problems(raw: dict[str, Any], root: Path) -> list[tuple[str, str
     """What the schema cannot know: is the adapter registered, the pipeline class real, the Dockerfile present."""
     if raw.get("runner") == "submitted":
         return []  # imported results: the images exist, nothing of ours runs
+    if raw.get("runner") == "api":
+        return _api_problems(raw)
     from collapsebench.models import REGISTRY
 
     problems = []
@@ -82,6 +85,17 @@ def _repository_problems(raw: dict[str, Any], root: Path) -> list[tuple[str, str
         if path.is_symlink() or not path.is_file():
             problems.append(("docker.dockerfile", f"{dockerfile} is not a file in the repository"))
     return problems
+
+
+def _api_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """A closed API entry runs no code of the pull request: its settings must be ones its provider sends."""
+    from collapsebench.models.api import PROVIDERS
+
+    api, settings = raw.get("api"), raw.get("settings")
+    provider = PROVIDERS.get(api.get("provider")) if isinstance(api, dict) else None
+    if provider is None or not isinstance(settings, dict):
+        return []  # the schema already said what is wrong
+    return [("settings", problem) for problem in provider.settings_problems(settings)]
 
 
 HUB_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")

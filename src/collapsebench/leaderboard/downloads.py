@@ -17,7 +17,7 @@ from pathlib import Path
 
 TABLE_SUFFIXES = frozenset({".csv", ".json", ".md"})
 NOT_TABLES = frozenset({"models", "figures"})  # top-level folders of results/ published otherwise
-MODEL_FILES = ("scores.csv", "manifest.jsonl", "scoring.json")
+MODEL_FILES = ("scores.csv", "manifest.jsonl", "scoring.json", "refusals.jsonl")  # refusals: closed API rows
 
 
 @dataclass(frozen=True)

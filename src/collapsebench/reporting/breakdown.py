@@ -6,15 +6,19 @@ interaction is what breaks a model. Ranks come from paired-bootstrap
 intervals of the differences between models (reporting/metrics.py
 `paired_ranks`): a model's rank is 1 + the number of models ahead of it beyond
 doubt, so models whose difference is not resolved share a rank. Pairing is
-checked first: every model of a cell must hold the same (prompt, seed) images;
-a row that breaks it is not ranked, and `rank_note` in table1.csv says why.
+checked first: every model of a cell must have answered the same (prompt, seed)
+jobs; a row that breaks it is not ranked, and `rank_note` in table1.csv says
+why. A closed API row's refused jobs count as answered (a refusal is the model's
+answer, not a missing image): its prompt ratios are over the images it has, and
+when refusals leave a prompt without any image the cell's models are compared
+on the prompts every one of them has images of.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Sequence, Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,14 +89,16 @@ def per_scene_rows(config: ModelConfig, rows: Sequence[dict[str, str]], backbone
 
 
 def add_tie_ranks(table: list[dict[str, Any]], unranked: Set[str] = frozenset(),
-                  unverified: Set[str] = frozenset()) -> None:
+                  unverified: Set[str] = frozenset(),
+                  refused: Mapping[str, Set[tuple[int, int, int]]] | None = None) -> None:
     """Set `rank_<metric>` (or `rank_note`) on reproduced rows, ranking within (kind, backbones, pool, count).
 
     Models are only compared with models scored by the same backbones on the same subject pool (another pool is
     another benchmark instance) at the same subject count, and calibration rows only with each other. Reported
     rows have no per-prompt scores, so they get no rank rather than a made-up one. `unranked` models (scores that
     do not cover the benchmark), `unverified` ones (no provenance, reporting/origin.py) and rows that break the
-    pairing of their cell get a `rank_note` instead.
+    pairing of their cell get a `rank_note` instead. `refused`: per model, its refused jobs as (prompt, seed,
+    subject count), answered jobs for the pairing.
     """
     groups: dict[tuple[str, str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for row in table:
@@ -107,10 +113,15 @@ def add_tie_ranks(table: list[dict[str, Any]], unranked: Set[str] = frozenset(),
         else:
             groups[(row["kind"], row["backbones"], row.get("pool", ""), int(row["n_subjects"]))].append(row)
     for rows in groups.values():
-        paired = [row for row in rows if _check_pairing(row, rows)]
+        answered = {row["model"]: _answered(row, refused or {}) for row in rows}
+        paired = [row for row in rows if _check_pairing(row, rows, answered)]
+        common = set.intersection(*(set(_prompts(r)) for r in paired)) if paired else set()
+        if paired and not common:
+            for row in paired:
+                row[RANK_NOTE] = "not ranked: refusals leave no prompt of this cell with images of every model"
+            continue
         for metric, higher_is_better in RANKED.items():
-            cells = {r["model"]: (r[PAIRED].numerators[metric], r[PAIRED].denominators[metric])
-                     for r in paired if metric in r[PAIRED].numerators}
+            cells = {r["model"]: _on_prompts(r, metric, common) for r in paired if metric in r[PAIRED].numerators}
             if not cells:
                 continue
             first = paired[0][PAIRED]
@@ -118,14 +129,32 @@ def add_tie_ranks(table: list[dict[str, Any]], unranked: Set[str] = frozenset(),
                 next(r for r in paired if r["model"] == model)[f"rank_{metric}"] = rank
 
 
-def _check_pairing(row: dict[str, Any], rows: Sequence[dict[str, Any]]) -> bool:
-    """Whether `row` holds the cell's images (the set most of its models share; on a tie the larger one).
+def _answered(row: dict[str, Any], refused: Mapping[str, Set[tuple[int, int, int]]]) -> frozenset[tuple[int, int]]:
+    """The jobs of `row`'s cell that its model answered: its images and its refusals at that subject count."""
+    n = int(row["n_subjects"])
+    return row[PAIRED].jobs | {(p, s) for p, s, count in refused.get(row["model"], ()) if count == n}
+
+
+def _prompts(row: dict[str, Any]) -> list[int]:
+    """The prompt ids of a row's images, in the order of its per-prompt ratios (prompt_ratios sorts by id)."""
+    return sorted({p for p, _ in row[PAIRED].jobs})
+
+
+def _on_prompts(row: dict[str, Any], metric: str, prompts: Set[int]) -> tuple[np.ndarray, np.ndarray]:
+    """A row's per-prompt numerators and denominators of `metric`, restricted to `prompts` (same order for all)."""
+    keep = [i for i, p in enumerate(_prompts(row)) if p in prompts]
+    return row[PAIRED].numerators[metric][keep], row[PAIRED].denominators[metric][keep]
+
+
+def _check_pairing(row: dict[str, Any], rows: Sequence[dict[str, Any]],
+                   answered: Mapping[str, frozenset[tuple[int, int]]]) -> bool:
+    """Whether `row` answered the cell's jobs (the set most of its models share; on a tie the larger one).
 
     When it does not, its `rank_note` names what it lacks or adds: its draws would not be paired.
     """
-    counts = Counter(r[PAIRED].jobs for r in rows)
+    counts = Counter(answered[r["model"]] for r in rows)
     reference = max(counts, key=lambda jobs: (counts[jobs], len(jobs), sorted(jobs)))
-    jobs = row[PAIRED].jobs
+    jobs = answered[row["model"]]
     if jobs == reference:
         return True
     missing, extra = sorted(reference - jobs), sorted(jobs - reference)

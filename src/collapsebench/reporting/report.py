@@ -3,6 +3,15 @@
 Inputs are files only: each model's `scores.csv` + `scoring.json` and the
 paper's transcribed Table 1. Reproduced and reported rows share the column
 names but are told apart by `source`; smoke-backbone rows by `backbones`.
+
+Closed API rows (`access` closed-api; open models say `open`) may have refused jobs (`refusals.jsonl`: over the
+reference limit, content policy, no image). A refusal is never scored as a collapse: a refused job has no image,
+so it is outside every metric's denominator (SCR is pooled over the (image, subject) pairs of the images made).
+Its share of a cell's jobs is the row's `refusal_rate`, and `coverage.csv` counts it (`refused`) as an answered
+job, so a row whose only missing jobs are refusals is complete, and ranked with the others: pairing compares the
+jobs each model answered (images and refusals), each prompt's ratio is over the images a model has, and when
+refusals leave a prompt without any image the cell's models are ranked on the prompts all of them have images of
+(reporting/breakdown.py).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from collapsebench.core.metric_table import (
     RANK_COLUMNS,
     interval_columns,
 )
+from collapsebench.core.refusals import Refusals
 from collapsebench.reporting.breakdown import (
     PER_SCENE_KEYS,
     add_tie_ranks,
@@ -52,6 +62,7 @@ TABLE1_COLUMNS = (
     + ("n_images", "n_pairs", "source", "backbones", "generated_by", "pool")
     + interval_columns(CI_COLUMNS) + RANK_COLUMNS
     + MATCHED_TABLE_COLUMNS  # instance-level columns (beyond the paper), empty when not scored
+    + ("access", "refusal_rate")  # closed-api or open; refused jobs / jobs asked (reported rows: empty)
     + ("origin",)  # workflow | submitted | local | unverified (reporting/origin.py); unverified rows are not ranked
 )
 PER_SCENE_COLUMNS = (
@@ -129,18 +140,25 @@ def run_report(results_dir: Path, configs: list[ModelConfig], paper_table: Path,
     scenes: list[dict[str, Any]] = []
     covered: list[Coverage] = []
     origins: dict[str, str] = {}
+    refused_jobs: dict[str, set[tuple[int, int, int]]] = {}  # per model: (prompt, seed, subject count)
     for config in configs:
         rows, info = load_scores(results_dir, config.name)
-        covered.append(coverage(config.name, rows, prompts, seeds))
+        refused = Refusals(results_dir / "models" / config.name).final()
+        refused_jobs[config.name] = {(int(r["prompt_id"]), int(r["seed"]), int(r["n_subjects"]))
+                                     for r in refused.values()}
+        covered.append(coverage(config.name, rows, prompts, seeds, refused))
         backbones = info.get("profile", "unknown")
         cells = add_matched_cells(reproduced_rows(config, rows, info, n_boot, seed), rows, n_boot, seed)
         origin = row_origin(results_dir / "models" / config.name)
         origins[config.name] = origin
-        table += [{**cell, "generated_by": generated_by(results_dir, config.name), "origin": origin} for cell in cells]
+        table += [{**cell, "generated_by": generated_by(results_dir, config.name), "access": config.access,
+                   "refusal_rate": covered[-1].refusal_rate(int(cell["n_subjects"])), "origin": origin}
+                  for cell in cells]
         sweep += scr_sweep(config, rows, backbones, n_boot, seed)
         scenes += per_scene_rows(config, rows, backbones, CI_COLUMNS, n_boot, seed)
     add_tie_ranks(table, unranked={item.model for item in covered if not item.complete},
-                  unverified={name for name, origin in origins.items() if origin == "unverified"})
+                  unverified={name for name, origin in origins.items() if origin == "unverified"},
+                  refused=refused_jobs)
     table += reported_rows(paper_table)
     atomic_write_csv(results_dir / "coverage.csv", COVERAGE_COLUMNS, [r for item in covered for r in coverage_rows(item)])
     atomic_write_csv(results_dir / "table1.csv", TABLE1_COLUMNS, table)

@@ -76,6 +76,11 @@ def strip_ancillary(data: bytes) -> bytes:
     return b"".join(out)
 
 
+def describe_format(data: bytes) -> str:
+    """What the bytes look like ("looks like WebP", "empty file"): for errors about a file that is not a PNG."""
+    return _sniff(data)
+
+
 def _sniff(data: bytes) -> str:
     for magic, name in OTHER_FORMATS:
         if data.startswith(magic):
