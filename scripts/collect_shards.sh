@@ -22,6 +22,11 @@ for root in "$incoming" "$incoming"/*/; do
     found=$((found + 1))
   done
 done
+for root in "$incoming" "$incoming"/*/; do  # the shards' preflight record (each job ran the same one): the first
+  if [[ -e "${root%/}/results/preflight/$model.json" && ! -e "results/preflight/$model.json" ]]; then
+    collapsebench untrusted copy "${root%/}/results/preflight" results/preflight --only "$model.json" >/dev/null
+  fi
+done
 if [[ $found -eq 0 ]]; then
   echo "collect_shards: no shard of $model under $incoming" >&2
   exit 1

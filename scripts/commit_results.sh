@@ -60,6 +60,10 @@ apply() { # copy the planned results into the work tree; fills paths and targets
         published "$name" "$kind"
         paths+=("results/models/$name/published.json")
       fi
+      if [[ "$kind" == model && -e "${root%/}/results/preflight/$name.json" ]]; then  # its last preflight
+        collapsebench untrusted copy "${root%/}/results/preflight" results/preflight --only "$name.json" >"$list"
+        listed "$list" results/preflight
+      fi
       if [[ "$kind" == submission && ! -e "models/$name/model.yaml" && -d "${root%/}/models/$name" ]]; then
         collapsebench untrusted copy "${root%/}/models/$name" "models/$name" --only model.yaml >"$list"
         listed "$list" "models/$name"

@@ -5,6 +5,7 @@
 #   OUT/results/models/NAME/{manifest.jsonl,scores.csv,scoring.json,images.dvc[,provenance.json][,refusals.jsonl]}
 #   OUT/dvc-objects/         the images as DVC objects, pushed here as to a local DVC remote
 #   OUT/models/NAME/model.yaml   only for a results submission: the entry its import wrote
+#   OUT/results/preflight/NAME.json  a model's preflight record, when its generate jobs ran one
 #
 # The images are recorded by `dvc add` into images.dvc, for a model and a results submission alike (no pipeline
 # stage owns a model's images: which models run is a parameter, see dvc.yaml); a model's images.dvc also records
@@ -42,6 +43,9 @@ else  # a model: which model.yaml made these images (gpu_plan.sh plans the model
   printf 'meta:\n  model_yaml_md5: %s\n' "$(md5sum "models/$name/model.yaml" | cut -d' ' -f1)" >>"$folder/images.dvc"
 fi
 cp "$folder/images.dvc" "$out/$folder/"
+if [[ "$submission" == false && -e "results/preflight/$name.json" ]]; then  # the model's last preflight
+  collapsebench untrusted copy results/preflight "$out/results/preflight" --only "$name.json" >/dev/null
+fi
 target="$folder/images.dvc"
 dvc remote add --local --force artifact "$(realpath "$out")/dvc-objects"
 dvc push --quiet --remote artifact "$target"

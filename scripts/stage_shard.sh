@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Lay out one shard of a model for gpu.yml's shard.<model>.<i> artifact, under its own path from the repository
-# root: OUT/results/models/MODEL/shards/<i>-of-<n>/{manifest.jsonl,images/}. The artifact then says which model
+# root: OUT/results/models/MODEL/shards/<i>-of-<n>/{manifest.jsonl,images/}, and OUT/results/preflight/MODEL.json
+# when the job's preflight wrote one. The artifact then says which model
 # and shard it holds, whichever way actions/download-artifact extracts it (see collect_shards.sh).
 #
 # The shard folder was written by the model's container, so it is untrusted: only regular files leave it
@@ -19,4 +20,7 @@ if [[ ! -f "$folder/manifest.jsonl" || ! -d "$folder/images" ]]; then
   exit 1
 fi
 collapsebench untrusted copy "$folder" "$out/$folder" --only manifest.jsonl --only images >/dev/null
+if [[ -e "results/preflight/$model.json" ]]; then  # the preflight this job ran (scripts/preflight_step.sh)
+  collapsebench untrusted copy results/preflight "$out/results/preflight" --only "$model.json" >/dev/null
+fi
 echo "stage_shard: $folder -> $out"

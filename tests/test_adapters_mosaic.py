@@ -164,3 +164,36 @@ def test_an_out_of_memory_job_is_reported_with_its_prompt_and_seed_and_the_other
     assert [f.split(":")[0] for f in report.failed] == ["prompt 61 seed 3", "prompt 62 seed 3"]
     assert all("OutOfMemoryError" in f for f in report.failed)
     assert [r["prompt_id"] for r in Manifest(tmp_path / "out").records()] == [1]
+
+
+def test_preflight_lora_switch_makes_the_lora_a_no_op_and_restores_it() -> None:
+    """What preflight's `lora ... is live` check switches off (preflight/drivers): a random LoRA on a tiny FLUX.1
+    transformer changes its output; switched off, the output is the base model's; afterwards the LoRA is back.
+    Needs peft, which the MOSAIC and XVerse images carry (tests/test_image_envs.py runs this file with their pins)."""
+    pytest.importorskip("peft")
+    from diffusers import FluxTransformer2DModel
+    from peft import LoraConfig
+
+    from collapsebench.preflight.drivers import lora_switch
+    from collapsebench.preflight.drivers.flux1 import random_lora
+
+    torch.manual_seed(0)
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
+                                         attention_head_dim=8, num_attention_heads=2, joint_attention_dim=16,
+                                         pooled_projection_dim=16, guidance_embeds=True, axes_dims_rope=(2, 2, 4))
+    inputs = {"hidden_states": torch.randn(1, 4, 16), "encoder_hidden_states": torch.randn(1, 3, 16),
+              "pooled_projections": torch.randn(1, 16), "timestep": torch.tensor([0.5]),
+              "img_ids": torch.zeros(4, 3), "txt_ids": torch.zeros(3, 3), "guidance": torch.tensor([3.5])}
+    base = transformer(**inputs).sample
+    state = random_lora(transformer, ["to_q", "to_k", "to_v", "to_out.0"], rank=4, adapter_name="subject")
+    transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]),
+                            adapter_name="subject")
+    from peft.utils import set_peft_model_state_dict
+
+    set_peft_model_state_dict(transformer, state, adapter_name="subject")
+    with_lora = transformer(**inputs).sample
+    pipe = types.SimpleNamespace(transformer=transformer)
+    with lora_switch(pipe)():
+        off = transformer(**inputs).sample
+    assert not torch.allclose(with_lora, base) and torch.allclose(off, base)
+    assert torch.allclose(transformer(**inputs).sample, with_lora)

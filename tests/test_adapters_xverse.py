@@ -29,13 +29,25 @@ from collapsebench.generation.generate import run_generate
 from collapsebench.models.xverse import fill_placeholders, placeholders
 
 # The parts of train/config/XVerse_config_demo.yaml the adapter touches.
-DEMO_CONFIG = {"model": {"dit_quant": "int8-quanto", "use_dit_lora": True},
+DEMO_CONFIG = {"model": {"dit_quant": "int8-quanto", "use_dit_lora": True, "modulation": {"max_text_len": 128}},
                "train": {"dataset": {"val_condition_size": 256, "val_target_size": 512}}}
+
+
+class WordTokenizer:
+    """A stand-in for FLUX.1's T5 tokenizer called as upstream calls it: one token per word, end-of-sequence 1,
+    padding 0 to max_length, cut at max_length keeping the end token (as T5's tokenizer truncates)."""
+
+    def __call__(self, text: str, padding: str, max_length: int, truncation: bool) -> dict[str, list[int]]:
+        ids = [10 + sum(map(ord, word)) for word in text.replace(",", " ,").replace(".", " .").split()]
+        ids = ids[:max_length - 1] + [1]
+        return {"input_ids": ids + [0] * (max_length - len(ids)),
+                "attention_mask": [1] * len(ids) + [0] * (max_length - len(ids))}
 
 
 class FakePipe:
     def __init__(self) -> None:
         self.modulation_adapters: list[Any] = []
+        self.tokenizer_2 = WordTokenizer()  # an attribute of FluxPipeline: the adapter counts the prompt's tokens
 
     def set_progress_bar_config(self, **kwargs: Any) -> None: ...
 
@@ -163,3 +175,27 @@ def test_placeholders_round_trip_and_ent1_does_not_eat_ent10() -> None:
     assert ent == " and ".join(f"ENT{i}" for i in range(1, 11)) + " on a beach"
     assert fill_placeholders(ent, captions) == natural
     assert fill_placeholders("ENT10 hugs ENT1", captions) == "a person 10 hugs a person 1"
+
+
+def test_a_prompt_cut_past_a_subjects_words_fails_that_job_only(upstream, pool_dir: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Upstream keeps max_text_len T5 tokens; past that get_word_index finds no word and the run crashes. The job is
+    recorded as failed with the reason instead, and the other jobs are made."""
+    monkeypatch.setitem(DEMO_CONFIG["model"]["modulation"], "max_text_len", 30)  # the N=10 prompt is 47 tokens here
+    pool = load_pool(pool_dir)
+    jobs = [job for job in make_jobs(cast_suite(REPO / "benchmark/prompts.yaml", pool).prompts, [0])
+            if job.prompt.id in (1, 61)]
+    report = run_generate(xverse_config(tmp_path), jobs, pool, tmp_path / "out")
+    assert report.made == 1 and len(report.failed) == 1
+    assert report.failed[0].startswith("prompt 61 seed 0: JobFailed: xverse: upstream keeps the first 30 T5 tokens")
+    assert "the job is not run" in report.failed[0]
+    assert len(upstream["generate"]) == 1  # upstream never saw the cut prompt
+
+
+def test_the_image_pins_every_package_upstream_imports() -> None:
+    """XVerse's inference modules import these at module level (src/flux/pipeline_tools.py, src/utils/data_utils.py,
+    src/flux/condition.py, src/adapters/mod_adapters.py at 65e2581): the image must carry each, pinned."""
+    pins = {line.split("==")[0].lower() for line in (REPO / "docker/xverse/requirements.txt").read_text().splitlines()
+            if "==" in line and not line.startswith("#")}
+    assert {"torch", "torchvision", "diffusers", "transformers", "peft", "optimum-quanto", "webdataset", "einops",
+            "opencv-python-headless", "safetensors", "numpy", "pillow", "pyyaml"} <= pins

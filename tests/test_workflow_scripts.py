@@ -535,3 +535,30 @@ def test_a_changed_base_or_scoring_image_replans_what_depends_on_it(tmp_path: Pa
     git(repo, "commit", "-q", "-am", "change an image")
     planned = plan(repo, base, EVENT="pull_request", REF="refs/pull/1/merge")
     assert (planned["models"], planned["submissions"]) == (models, submissions)
+
+
+def test_a_models_preflight_record_travels_from_its_jobs_to_main(project: Path, tmp_path: Path) -> None:
+    """The model page shows the last preflight: the record the generate job's preflight wrote reaches main through
+    the shard artifact, the merge job and the commit, as a regular file only."""
+    work = tmp_path / "work"
+    shutil.copytree(REPO / "scripts", work / "scripts")
+    shard = work / "results/models/alpha/shards/0-of-1"
+    write(shard / "manifest.jsonl", "{}\n")
+    write(shard / "images/p01_s0.png", "image")
+    record = '{"model": "alpha", "passed": true}\n'
+    write(work / "results/preflight/alpha.json", record)
+    ok(sh(["bash", "scripts/stage_shard.sh", "alpha", "0/1", "out"], work))
+    assert (work / "out/results/preflight/alpha.json").read_text() == record
+    merge = tmp_path / "merge"
+    shutil.copytree(REPO / "scripts", merge / "scripts")
+    ok(sh(["bash", "scripts/collect_shards.sh", "alpha", str(work / "out")], merge))
+    assert (merge / "results/preflight/alpha.json").read_text() == record
+
+    store, remote = tmp_path / "store", tmp_path / "remote"
+    runner = runner_with_results(project, "alpha")
+    write(runner / "results/preflight/alpha.json", record)
+    ok(sh(["bash", "scripts/stage_results.sh", "alpha", "out"], runner))
+    upload(store, "results.alpha", runner / "out")
+    committer, _ = publish(project, store, remote, True, '["alpha"]')
+    assert "results/preflight/alpha.json" in git(committer, "show", "--name-only", "origin/main")
+    assert (committer / "results/preflight/alpha.json").read_text() == record

@@ -65,10 +65,12 @@ def model_lock(out_dir: Path) -> Iterator[None]:
 
 
 def run_generate(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject], out_dir: Path,
-                 runner: str = "local", labels: Mapping[str, str] | None = None) -> GenerateReport:
+                 runner: str = "local", labels: Mapping[str, str] | None = None,
+                 adapter: Any = None) -> GenerateReport:
     """Make every job's image that is not already done; report what was made, skipped and failed.
 
     `labels` (pool id, casting digest) go into every new manifest line: results say which instance they are of.
+    `adapter`: an adapter built (not loaded) by the caller, who keeps it to probe it afterwards (preflight).
     """
     manifest = Manifest(out_dir)
     with model_lock(out_dir):
@@ -80,7 +82,7 @@ def run_generate(config: ModelConfig, jobs: list[Job], pool: dict[str, Subject],
         pending = [job for job in jobs if job.key not in done]
         failed: list[str] = []
         if pending:
-            adapter = get_adapter(config.adapter, config.adapter_settings())
+            adapter = adapter or get_adapter(config.adapter, config.adapter_settings())
             adapter.load()
             context = {**run_context(runner), **(labels or {})}
             for job in tqdm(pending, desc=f"generate {config.name}", unit="img"):
@@ -133,9 +135,18 @@ def _make_one(adapter: Any, config: ModelConfig, job: Job, pool: dict[str, Subje
         "prompt": natural, "sent_prompt": result.sent_prompt, "sent": result.sent,
         "image": relative, "sha256": sha256_bytes(data), "width": result.image.width, "height": result.image.height,
         "params": config.settings, "model": config.name, "adapter": config.adapter, "model_revision": adapter.revision,
-        **stamp, "wall_s": round(wall, 4),
+        **reference_limit_flag(config, job.prompt.n_subjects), **stamp, "wall_s": round(wall, 4),
         "created_utc": utc_now(), **context,
     }
+
+
+def reference_limit_flag(config: ModelConfig, n_subjects: int) -> dict[str, Any]:
+    """Past the entry's documented `reference_limit` the image is still made (collapse there is what the benchmark
+    measures) but its line says so, so no reader takes it for a use the model's authors support."""
+    limit = config.reference_limit
+    if limit is None:
+        return {}
+    return {"reference_limit": limit, "beyond_reference_limit": n_subjects > limit}
 
 
 def run_context(runner: str) -> dict[str, Any]:

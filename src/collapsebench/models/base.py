@@ -25,6 +25,11 @@ class Generation:
     sent: dict[str, Any] = field(default_factory=dict)  # any other inputs, recorded in the manifest
 
 
+class JobFailed(Exception):
+    """One job the model cannot make as asked (e.g. its prompt would be cut past a subject's words): the job is
+    recorded as failed with this reason and the run goes on; a BenchError, in contrast, stops the run."""
+
+
 class Adapter(ABC):
     """Base class of model adapters. Subclasses set `name` and implement `generate`."""
 

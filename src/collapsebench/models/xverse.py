@@ -28,7 +28,7 @@ from PIL import Image
 
 from collapsebench.benchmark.pool import Subject
 from collapsebench.core.errors import BenchError
-from collapsebench.models.base import Adapter, Generation, register
+from collapsebench.models.base import Adapter, Generation, JobFailed, register
 from collapsebench.models.mosaic import import_upstream
 from collapsebench.models.weights import WeightsPin, resolve
 
@@ -69,12 +69,12 @@ class XVerseAdapter(Adapter):
         tools, config_path = self.upstream["tools"], os.path.join(code_dir, CONFIG)
         device, dtype = torch.device(self.settings.get("device", "cuda")), torch.bfloat16
 
-        config = self.upstream["data"].get_train_config(config_path)
+        config = self.train_config(config_path)
         config["model"]["dit_quant"] = self.settings.get("dit_quant", "None")
         config["model"]["use_dit_lora"] = False  # the LoRA is loaded below from the XVerse checkpoint
         model = tools.CustomFluxPipeline(config, device, torch_dtype=dtype)
         model.pipe.set_progress_bar_config(leave=False)
-        model.config = self.upstream["data"].get_train_config(config_path)
+        model.config = self.train_config(config_path)
         model.clear_modulation_adapters()
         model.pipe.unload_lora_weights()
         checkpoint = str(folders["xverse"])
@@ -86,12 +86,25 @@ class XVerseAdapter(Adapter):
         model.pipe.modulation_adapters = [adapter.to(device) for adapter in model.pipe.modulation_adapters]
         self.model, self.device = model, device
 
+    def train_config(self, path: str) -> dict[str, Any]:
+        """Upstream's demo config, with `config_overrides` merged in: only a preflight twin sets them, since the
+        demo config hardcodes FLUX.1's widths (modulation out_dim 3072) that a tiny twin does not have."""
+        config = self.upstream["data"].get_train_config(path)
+        merge(config, self.settings.get("config_overrides") or {})
+        return config
+
     def generate(self, prompt: str, subjects: list[Subject], references: list[Image.Image], seed: int) -> Generation:
         s = self.settings
         captions = [subject.phrase for subject in subjects]
         placeholder_prompt = placeholders(prompt, captions)
         sent_prompt = fill_placeholders(placeholder_prompt, captions)
         words = [caption[2:] if caption[:2] in ("a ", "A ") else caption for caption in captions]
+        max_length = int(self.model.config["model"]["modulation"]["max_text_len"])
+        cut = cut_words(self.model.pipe.tokenizer_2, sent_prompt, words, max_length)
+        if cut:
+            raise JobFailed(f"xverse: upstream keeps the first {max_length} T5 tokens of the prompt, which cuts the "
+                            f"words of {len(cut)} of {len(words)} subjects ({', '.join(repr(w) for w in cut)}); "
+                            "the job is not run")
         is_id = [subject.kind == "person" for subject in subjects]
         weights = [s["weight_id"] if flag else s["weight_ip"] for flag in is_id]
         height, width, cond_size = int(s["height"]), int(s["width"]), int(s["cond_size"])
@@ -132,6 +145,36 @@ class XVerseAdapter(Adapter):
                 "use_words": words, "id_flags": is_id, "references": [subject.id for subject in subjects],
                 "cond_size": cond_size, "dit_quant": s.get("dit_quant", "None")}
         return Generation(image=image, sent_prompt=sent_prompt, sent=sent)
+
+
+def merge(target: dict[str, Any], changes: dict[str, Any]) -> None:
+    """Deep-merge `changes` into `target` in place."""
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge(target[key], value)
+        else:
+            target[key] = value
+
+
+def t5_ids(tokenizer: Any, text: str, max_length: int) -> list[int]:
+    """The ids upstream matches words in: tokenized to `max_length` with truncation (its tokenize_t5_prompt), the
+    padding and the last kept token (the end-of-sequence token) dropped (its unpad_input_ids)."""
+    encoded = tokenizer(text, padding="max_length", max_length=max_length, truncation=True)
+    return [token for token, kept in zip(encoded["input_ids"], encoded["attention_mask"]) if kept][:-1]
+
+
+def cut_words(tokenizer: Any, prompt: str, words: list[str], max_length: int) -> list[str]:
+    """The subject words that upstream's get_word_index would not find in the truncated prompt (it then returns
+    None and the run crashes): each word's ids, without T5's leading space token (id 3, as upstream drops it),
+    searched as a contiguous run of the prompt's ids."""
+    target = t5_ids(tokenizer, prompt, max_length)
+    cut = []
+    for word in words:
+        ids = t5_ids(tokenizer, word, max_length)
+        ids = ids[1:] if ids and ids[0] == 3 else ids
+        if not any(target[start:start + len(ids)] == ids for start in range(len(target) - len(ids) + 1)):
+            cut.append(word)
+    return cut
 
 
 def placeholders(prompt: str, captions: list[str]) -> str:
