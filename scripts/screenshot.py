@@ -4,15 +4,18 @@ checked for the elements a reader needs.
 
     python scripts/screenshot.py public --out shots/
 
-takes the home page, a model card, the gallery and the figures page at 1280 and 390 px wide
-(`<page>-<width>.png`, and what was measured in `report.json`) and exits non-zero when Chromium is missing or
-fails, when a screenshot is blank (pixel standard deviation below a threshold: an empty white page or a crash
-page has almost none), or when a layout check fails. Headless Chromium lays out no window narrower than
+takes the home page, a model card, a pending model's page, the gallery, a finder page, the figures page and the
+submit page at 1280 and 390 px wide (`<page>-<width>.png`, the first screen alone as `<page>-<width>-fold.png`,
+and what was measured in `report.json`: page height, what is above the fold) and exits non-zero when Chromium is
+missing or fails, when a screenshot is blank (pixel standard deviation below a threshold: an empty white page or a
+crash page has almost none), or when a layout check fails. Headless Chromium lays out no window narrower than
 500 px, so each page is shown in an iframe of the exact width, from a hidden page next to it (removed
 afterwards, so relative links still resolve). In the same browser run, a probe script added to a hidden copy of
 the page reports what it measures: the skip link, the sticky first column, SCR right after the model name,
-text and controls that fit the screen, the focus ring, figures kept readable, the gallery filters. Chromium runs with a
-throw-away profile, no network services and no sandbox (CI containers run as root).
+text and controls that fit the screen, the focus ring, figures kept readable, the finder filters, and on the home
+page that the answer and the start of the summary are in the first screen (1280x800, 390x844) and that N = 10 is
+reachable without a sideways scroll. Chromium runs with a throw-away profile, no network services and no sandbox
+(CI containers run as root).
 """
 
 from __future__ import annotations
@@ -35,25 +38,41 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stab
 MIN_STDDEV = 8.0  # mean over RGB channels; a blank page is ~0, a rendered table page is well above 20
 WIDTHS = (1280, 390)
 HEIGHT = 2000
+FOLD = {1280: 800, 390: 844}  # the first screen of a laptop and of a phone
 MIN_WINDOW = 500  # headless Chromium's narrowest window
 PREFERRED_CARD = "collage"  # the first card by name otherwise
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--no-first-run", "--hide-scrollbars")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars")
 
 # Runs after the page's own script, inside the frame; posts its findings as JSON to the frame page.
 PROBE = r"""
 <script>
 (function () {
   var width = document.documentElement.clientWidth, report = {width: width};
+  report.height = document.documentElement.scrollHeight;
+  var top = function (el) { return el ? Math.round(el.getBoundingClientRect().top + window.scrollY) : null; };
+  var bottom = function (el) { return el ? Math.round(el.getBoundingClientRect().bottom + window.scrollY) : null; };
+  var answer = document.querySelector("ul.answer");
+  report.answer_bottom = bottom(answer);
+  var summary = document.querySelector("table.summary");
+  if (summary) {
+    report.summary_top = top(summary.querySelector("tbody tr"));
+    var cells = Array.prototype.filter.call(summary.querySelectorAll("td[data-n]"), function (td) {
+      return td.offsetParent !== null; });
+    report.summary_right = Math.round(Math.max.apply(null, cells.map(function (td) {
+      return td.getBoundingClientRect().right; }).concat([0])));
+  }
   var skip = document.querySelector("a.skip");
   report.skip_link = !!skip && skip === document.querySelector("a[href]") &&
     !!document.querySelector(skip.getAttribute("href"));
-  var table = document.querySelector("table.summary, table.results");
+  var table = Array.prototype.find.call(document.querySelectorAll("table.summary, table.results"), function (t) {
+    return t.tHead && t.tHead.offsetParent !== null; });  /* a stacked summary (phone) has no header row */
   if (table) {
     var heads = Array.prototype.filter.call(table.tHead.querySelectorAll("th"), function (th) {
       return th.colSpan === 1 && th.offsetParent !== null; });
     heads.sort(function (a, b) { return a.getBoundingClientRect().left - b.getBoundingClientRect().left; });
-    report.first_headers = heads.slice(0, 3).map(function (th) { return th.innerText.trim(); });
+    report.first_headers = heads.slice(0, 3).map(function (th) {
+      return (th.querySelector(".label") || th).innerText.trim(); });
     var first = table.querySelector("tbody tr:not(.group) > *");
     report.sticky_first = first ? getComputedStyle(first).position : "";
     var scr = Array.prototype.find.call(table.querySelectorAll("thead th"), function (th) {
@@ -73,7 +92,9 @@ PROBE = r"""
   report.figures = Array.prototype.map.call(document.querySelectorAll("figure.plot img"), function (img) {
     return [Math.round(img.getBoundingClientRect().width), img.naturalWidth || Number(img.getAttribute("width"))]; });
   var button = document.querySelector("th button");
-  if (button) { button.focus(); report.focus_ring = getComputedStyle(button).outlineStyle; button.blur(); }
+  if (button) {
+    button.focus({preventScroll: true}); report.focus_ring = getComputedStyle(button).outlineStyle; button.blur(); }
+  window.scrollTo(0, 0);
   var finder = document.getElementById("finder-controls");
   report.finder = finder ? !finder.hidden : null;
   parent.postMessage(JSON.stringify(report), "*");
@@ -131,7 +152,9 @@ def shoot(browser: str, page: Path, png: Path, width: int = WIDTHS[0]) -> dict:
         raise RuntimeError(f"{browser} wrote no screenshot of {page}")
     with Image.open(png) as image:
         cropped = image.crop((0, 0, width, HEIGHT))
+        fold = image.crop((0, 0, width, FOLD.get(width, HEIGHT)))
     cropped.save(png)
+    fold.save(png.with_name(f"{png.stem}-fold.png"))
     match = re.search(r'<pre id="probe-report">(.*?)</pre>', dom, re.S)
     if not match:
         raise RuntimeError(f"the layout probe did not report on {page}")
@@ -154,23 +177,43 @@ def problems(label: str, report: dict) -> list[str]:
             found.append("the SCR column starts off-screen")
     if report.get("focus_ring") in ("none", None) and "focus_ring" in report:
         found.append("a focused sort button shows no focus ring")
-    if label == "gallery" and report.get("finder") is False:
-        found.append("the gallery filters did not appear")
+    if label == "finder" and report.get("finder") is False:
+        found.append("the finder filters did not appear")
+    fold = FOLD.get(report.get("width", 0))
+    if label == "index" and fold:
+        if report.get("answer_bottom") is None or report["answer_bottom"] > fold:
+            found.append(f"the answer sentences end below the first screen ({report.get('answer_bottom')} > {fold})")
+        if report.get("summary_top") is not None and report["summary_top"] > fold:
+            found.append(f"the summary starts below the first screen ({report['summary_top']} > {fold})")
+        if report.get("summary_right", 0) > report["width"]:
+            found.append("the summary needs a sideways scroll to reach the largest N")
     small = [shown for shown, natural in report.get("figures", []) if natural and shown < 0.5 * natural]
     if small:
         found.append(f"figures drawn below half their size: {small}")
     return found
 
 
+def pending_page(site: Path) -> Path | None:
+    """A pending model's page: the first the home page's pending list links to."""
+    match = re.search(r'<ul class="pending">.*?<a href="(models/[^"#]+\.html)"',
+                      (site / "index.html").read_text(encoding="utf-8"), re.S)
+    return site / match.group(1) if match else None
+
+
 def pages_to_shoot(site: Path) -> list[tuple[str, Path]]:
-    """The home page, a model card (collage's when there is one), the gallery and the figures page."""
+    """The home page, a model card (collage's when there is one), a pending model's page, the gallery, a finder
+    page, the figures page and the submit page (those that exist)."""
     index = site / "index.html"
     if not index.is_file():
         raise FileNotFoundError(f"{index}: not found; build the site first (collapsebench site)")
     cards = sorted((site / "models").glob("*.html"), key=lambda p: (p.stem != PREFERRED_CARD, p.name))
+    finder = sorted((site / "finder").glob("*.html"))
     pages = [("index", index)] + ([("model_card", cards[0])] if cards else [])
-    others = [(name, site / f"{name}.html") for name in ("gallery", "figures")]
-    return pages + [(name, path) for name, path in others if path.is_file()]
+    pending = pending_page(site)
+    pages += [("pending_model", pending)] if pending else []
+    pages += [("gallery", site / "gallery.html")] + ([("finder", finder[0])] if finder else [])
+    return pages + [(name, site / f"{name}.html") for name in ("figures", "submit")
+                    if (site / f"{name}.html").is_file()]
 
 
 def main(argv: list[str] | None = None) -> int:

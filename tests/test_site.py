@@ -98,6 +98,12 @@ def cells_of(row_html: str) -> list[str]:
     return [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row_html, re.S)]
 
 
+def header_labels(table: str) -> list[str]:
+    """The labels of a table's column headers (without the arrow and the definition link)."""
+    return [label.split(" ")[0] for label in re.findall(r'<span class="label">([^<]*)</span>',
+                                                        table.split("</thead>")[0])]
+
+
 def data_rows(table: str) -> list[str]:
     """The rows of a results table's bodies, group headings left out."""
     return [row for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table.split("</thead>", 1)[-1], re.S)
@@ -111,11 +117,14 @@ def build(results: Path, out: Path, **kwargs: Any) -> Path:
     return out
 
 
-def synthetic_site(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
-    """results/ written by the report stage over synthetic models, then the site built from it (no models/ folder)."""
+def synthetic_site(tmp_path_factory: pytest.TempPathFactory, name: str, entries: tuple[str, ...] = ()) -> Path:
+    """results/ written by the report stage over synthetic models, then the site built from it, with a models/
+    folder holding only `entries` (copies of this repository's model folders: pending on this site)."""
     root = tmp_path_factory.mktemp(name)
     pool = load_pool(make_pool(root / "data", count=16, size=64))
-    return build(shared_results(tmp_path_factory, PAPER), root / "public", pool=pool)
+    for entry in entries:
+        shutil.copytree(REPO / "models" / entry, root / "models" / entry)
+    return build(shared_results(tmp_path_factory, PAPER), root / "public", pool=pool, models_dir=root / "models")
 
 
 @pytest.fixture(scope="module")
@@ -141,20 +150,20 @@ def test_smoke_rows_never_reach_a_leaderboard_table(built: Path) -> None:
     assert "Alpha model" in reproduced and "Beta model" in reproduced
     assert "Collage" not in reproduced and "Collage" in smoke
     assert "Alpha" not in smoke
-    assert "Pipeline check (smoke backbones, random weights)" in html
-    assert "<table" not in html.split('<section id="calibration">')[1].split("</section>")[0]  # no calibration table
+    smoke_section = html.split('<section id="smoke" class="smoke-section">')[1].split("</section>")[0]
+    assert smoke_section.count("not results") == 1  # one "not results" statement per fence
+    assert '<section id="calibration">' not in html  # no section that says it is empty and then shows rows
 
 
 def test_intervals_and_tie_groups_are_shown_scr_first(built: Path) -> None:
     reproduced = table_html((built / "index.html").read_text(encoding="utf-8"), "t-reproduced")
     assert re.search(r'\d\.\d{3} <span class="ci">\[\d\.\d\d, \d\.\d\d\]</span>', reproduced)
     assert re.search(r'\d+\.\d% <span class="ci">\[\d+\.\d, \d+\.\d\]</span>', reproduced)
-    headers = cells_of(reproduced.split("</thead>")[0])
-    assert headers[:5] == ["model", "SCR@0.4", "SCR@0.5", "SCR@0.6", "rank @0.4"]  # SCR right after the name
+    assert header_labels(reproduced)[:5] == ["model", "SCR@0.4", "SCR@0.5", "SCR@0.6", "rank"]  # SCR after the name
     ranks = {}
     for row in data_rows(reproduced):
         cells = cells_of(row)
-        ranks.setdefault(cells[0].removesuffix(" #"), set()).add(cells[4])  # rank by SCR@0.4
+        ranks.setdefault(cells[0].removesuffix(" #").removesuffix(" local run"), set()).add(cells[4])  # SCR@0.4
     # alpha and gamma never collapse (both SCR intervals [0, 0]): a shared rank; beta always collapses: rank 3.
     assert ranks == {"Alpha model": {"=1"}, "Gamma model": {"=1"}, "Beta model": {"3"}}
 
@@ -168,15 +177,23 @@ def test_rows_are_grouped_by_subject_count_with_permalinks(built: Path) -> None:
     assert 'id="t-reproduced-alpha-n2"' in reproduced and 'href="#t-reproduced-alpha-n2"' in reproduced
 
 
-def test_paper_rows_have_no_invented_values_and_no_always_empty_columns(built: Path) -> None:
-    reported = table_html((built / "index.html").read_text(encoding="utf-8"), "t-reported")
-    assert "MOSAIC (paper)" in reported and "48.9%" in reported
-    assert 'class="ci"' not in reported  # the paper gives no intervals
-    headers = cells_of(reported.split("</thead>")[0])
+def test_paper_rows_are_shown_once_as_printed_and_each_links_to_a_page(built: Path) -> None:
+    index = (built / "index.html").read_text(encoding="utf-8")
+    assert 'id="t-reported"' not in index  # one paper table: the summary (its CLIP columns behind a switch)
+    summary = index.split('id="t-summary"')[1].split("</table>")[0]
+    mosaic = re.search(r'<tr id="summary-paper-MOSAIC"[^>]*>(.*?)</tr>', summary, re.S).group(1)
+    assert "48.9%" in mosaic and 'class="ci"' not in mosaic  # the paper gives no intervals
+    assert 'class="num detail"' in mosaic and "0.695" in mosaic  # CLIP-I as printed, shown by the switch
+    href = re.search(r'<th scope="row" class="name"><a href="(models/[^"]+\.html)">MOSAIC</a>', mosaic).group(1)
+    page = (built / href).read_text(encoding="utf-8")  # no models/ folder here: a page for the paper row alone
+    reported = table_html(page, "t-paper")
+    assert "48.9%" in reported and 'class="ci"' not in reported
+    headers = header_labels(reported)
     assert "SCR@0.4" in headers and "DINOv2" in headers
-    for empty in ("DINO", "SCR@0.5", "SCR@0.6", "images", "rank @0.4"):  # never filled for paper rows
+    for empty in ("DINO", "SCR@0.5", "SCR@0.6", "images", "rank"):  # never filled for paper rows
         assert empty not in headers, empty
     assert "tau-04" not in reported  # the paper's only SCR column stays visible whatever \u03c4 is picked
+    assert "rank @" not in page and "Only the paper's printed numbers exist" in page
 
 
 def test_model_card_shows_provenance_cost_and_downloads(built: Path) -> None:

@@ -65,13 +65,15 @@ def table_note(html: str, table_id: str) -> str:
 
 def test_each_table_links_its_data(built: Path, results: Path, tmp_path: Path) -> None:
     index = (built / "index.html").read_text(encoding="utf-8")
-    for table_id in ("t-reproduced", "t-smoke", "t-reported"):  # the paper's rows are in table1.csv too
+    for table_id in ("t-reproduced", "t-smoke"):
         assert 'href="data/table1.csv"' in table_note(index, table_id), table_id
+    legend = index.split('id="summary-legend"')[1].split("</p>")[0]
+    assert 'href="data/table1.csv"' in legend  # the paper's rows are in table1.csv too
     shutil.copytree(results, tmp_path / "results")
     (tmp_path / "results" / "reported").mkdir()
     shutil.copyfile(PAPER, tmp_path / "results" / "reported" / "paper_table1.csv")
     with_paper = (build(tmp_path / "results", tmp_path / "public") / "index.html").read_text(encoding="utf-8")
-    assert 'href="data/reported/paper_table1.csv"' in table_note(with_paper, "t-reported")
+    assert 'href="data/reported/paper_table1.csv"' in with_paper.split('id="summary-legend"')[1].split("</p>")[0]
     assert (tmp_path / "public" / "data" / "reported" / "paper_table1.csv").read_bytes() == PAPER.read_bytes()
     scenes = (built / "scenes.html").read_text(encoding="utf-8")
     assert 'id="t-scenes-note">' in scenes and 'href="data/per_scene.csv"' in scenes
@@ -83,7 +85,7 @@ def test_header_and_footer_name_the_paper_repository_build_date_and_commit(built
         html = (built / page).read_text(encoding="utf-8")
         header, footer = html.split("</header>")[0], html.split("<footer>")[1]
         assert f'<a href="https://arxiv.org/abs/{PAPER_ARXIV}">Paper (arXiv {PAPER_ARXIV})</a>' in header, page
-        assert f'<a href="{BUILD.repository}">Code</a>' in header, page
+        assert f'<a href="{BUILD.repository}">Repository</a>' in header, page
         assert "Built 2026-03-27 12:00 UTC by collapsebench 9.9.9" in footer, page
         assert f'<a href="{BUILD.repository}/commit/{"a" * 40}"><code>{"a" * 12}</code></a>' in footer, page
         assert html.index('<a class="skip" href="#main">') < html.index("<header") and 'id="main"' in html

@@ -1,6 +1,7 @@
-"""The site in a real browser (headless Chromium): screenshots at 1280 and 390 px of the home page, a model card,
-the gallery and the figures page, checked for what a reader needs; sorting and filtering; tau, sort and filters
-kept in the URL; and everything but sorting and filtering working without JavaScript."""
+"""The site in a real browser (headless Chromium): screenshots at 1280 and 390 px of the home page, a model card, a
+pending model's page, the gallery, a finder page, the figures and the submit page, checked for what a reader needs
+(the answer in the first screen, N = 10 without a sideways scroll on a phone); sorting and filtering; tau, sort and
+filters kept in the URL; and everything but sorting and filtering working without JavaScript."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def screenshot_script():  # noqa: ANN201 - the scripts/screenshot.py module
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synthetic_site(tmp_path_factory, "browser")
+    return synthetic_site(tmp_path_factory, "browser", entries=("mosaic",))  # mosaic: a pending model's page
 
 
 def report(page: Path, script: str, query: str = "", keep_site_script: bool = True) -> dict:
@@ -82,7 +83,8 @@ def test_screenshots_at_desktop_and_phone_width_show_what_a_reader_needs(site: P
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "screenshot.py"), str(tmp_path / "public"),
                              "--out", str(tmp_path / "shots")], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and "PROBLEM" not in result.stdout, result.stdout + result.stderr
-    for label in ("index", "model_card", "gallery", "figures"):
+    labels = ("index", "model_card", "pending_model", "gallery", "finder", "figures", "submit")
+    for label in labels:
         for width in screenshot.WIDTHS:
             png = tmp_path / "shots" / f"{label}-{width}.png"
             with Image.open(png) as image:
@@ -90,13 +92,17 @@ def test_screenshots_at_desktop_and_phone_width_show_what_a_reader_needs(site: P
             assert screenshot.pixel_stddev(png) > screenshot.MIN_STDDEV, png
     assert not list((tmp_path / "public").rglob(".probe-*")) and not list((tmp_path / "public").rglob(".frame-*"))
     reports = json.loads((tmp_path / "shots" / "report.json").read_text(encoding="utf-8"))
-    phone = {label: reports[f"{label}-390"] for label in ("index", "model_card", "gallery", "figures")}
+    phone = {label: reports[f"{label}-390"] for label in labels}
+    desktop = {label: reports[f"{label}-1280"] for label in labels}
     assert phone["index"]["width"] == 390 and phone["index"]["skip_link"]
-    assert phone["index"]["first_headers"][:2] == ["model", "SCR@0.4 \u2193"]  # the summary: SCR after the name
-    assert phone["model_card"]["first_headers"][:2] == ["N", "SCR@0.4"]
+    assert desktop["index"]["first_headers"][:2] == ["model", "SCR@0.4 \u2193"]  # the summary: SCR after the name
+    assert phone["model_card"]["first_headers"][:2] == ["N", "SCR@0.4 \u2193"]
     assert phone["index"]["sticky_first"] == "sticky" and phone["index"]["scr_right"] <= 390
     assert all(not report["too_wide"] for report in phone.values()), phone  # captions and notes wrap
-    assert phone["index"]["focus_ring"] not in ("none", "") and phone["gallery"]["finder"] is True
+    assert phone["index"]["focus_ring"] not in ("none", "") and phone["finder"]["finder"] is True
+    for width, report in ((390, phone["index"]), (1280, desktop["index"])):  # the answer first
+        assert report["answer_bottom"] <= screenshot.FOLD[width] and report["summary_top"] <= screenshot.FOLD[width]
+        assert report["summary_right"] <= width  # N = 10 on screen: a stacked summary on the phone
     assert all(shown >= 0.5 * natural for shown, natural in phone["figures"]["figures"]), phone["figures"]
 
 
@@ -116,17 +122,17 @@ def test_choosing_tau_and_sorting_is_kept_in_the_url(site: Path) -> None:
 
 
 def test_the_finder_filters_and_orders_worst_first_from_the_url(site: Path) -> None:
-    state = report(site / "gallery.html", """
+    state = report(site / "finder" / "beta-n4.html", """
 var items = Array.from(document.querySelectorAll("#finder-list > li"));
 var shown = items.filter(function (li) { return !li.hidden; });
 done({form: !document.getElementById("finder-controls").hidden, total: items.length,
-      shown: shown.map(function (li) { return [li.dataset.model, li.dataset.n, li.dataset.collapsed]; }),
+      shown: shown.map(function (li) { return [li.dataset.scene, li.dataset.collapsed]; }),
       count: document.getElementById("finder-count").textContent, search: location.search});""",
-                   "?model=beta&n=4&order=collapsed")
-    assert state["form"] and state["total"] == 64 and len(state["shown"]) == 8
-    assert all(model == "beta" and n == "4" for model, n, _ in state["shown"])
-    collapsed = [int(c) for _, _, c in state["shown"]]
-    assert collapsed == sorted(collapsed, reverse=True) and state["count"] == "8 of 64 images"
+                   "?scene=occlusion&order=collapsed")
+    assert state["form"] and state["total"] == 8 and len(state["shown"]) == 4
+    assert all(scene == "occlusion" for scene, _ in state["shown"])
+    collapsed = [int(c) for _, c in state["shown"]]
+    assert collapsed == sorted(collapsed, reverse=True) and state["count"] == "4 of 8 images"
 
 
 def test_without_javascript_everything_but_sorting_and_filtering_works(site: Path) -> None:
@@ -143,7 +149,13 @@ def test_without_javascript_everything_but_sorting_and_filtering_works(site: Pat
     assert "scr_0.5" in state["visible"] and "scr_0.4" not in state["visible"]  # the tau switch is pure CSS
     assert state["buttons"] == 0 and state["sorted"] is None  # no sorting: static order, every row there
     assert [len(g) for g in state["groups"]] == [3, 3]
-    gallery = report(site / "gallery.html", """done({form: document.getElementById("finder-controls").hidden,
+    gallery = report(site / "finder" / "beta-n4.html", """done({form: document.getElementById("finder-controls").hidden,
       shown: Array.from(document.querySelectorAll("#finder-list > li")).filter(function (li) {
         return li.offsetParent !== null; }).length});""", keep_site_script=False)
-    assert gallery == {"form": True, "shown": 64}  # no filters offered; every image listed, worst first
+    assert gallery == {"form": True, "shown": 8}  # no filters offered; every image listed, worst first
+    columns = report(site / "index.html", """var table = document.getElementById("t-reproduced");
+      var shown = function () { return Array.from(table.tHead.rows[0].cells).filter(function (th) {
+        return th.offsetParent !== null; }).length; };
+      var before = shown(); table.closest(".cols").querySelector(".allcols-box").click();
+      done({before: before, after: shown()});""", keep_site_script=False)
+    assert columns["after"] > columns["before"]  # "all columns" is CSS: it works without the script

@@ -76,7 +76,8 @@ def summary_line(html: str, line_id: str) -> str:
 def test_models_down_counts_across_with_scr_and_dinov2(site: Path) -> None:
     html = (site / "index.html").read_text(encoding="utf-8")
     summary = html.split('id="t-summary"')[1].split("</table>")[0]
-    assert re.findall(r">N = (\d+)</th>", summary) == ["2", "4"]
+    assert re.findall(r'class="count plain">N = (\d+)</th>', summary) == ["2", "4"]
+    assert re.findall(r'class="count detail">N = (\d+)</th>', summary) == ["2", "4"]  # with CLIP-I and CLIP-T
     assert summary.count("DINOv2 &uarr;") == 2 and summary.count("SCR@") >= 2
     labels = re.findall(r'<tr id="(summary-[^"]+)"', summary)
     # MOSAIC's paper line and ours share one group (tbody), paper first; smoke and custom rows never enter
@@ -105,9 +106,10 @@ def test_paper_values_are_marked_as_printed_never_ranked_and_not_printed_at_othe
     assert paper.count("not printed") == 2 * 2  # SCR@0.5 and @0.6 at both counts
     xverse = summary_line(html, "summary-paper-XVerse")
     assert "80.0% <span class=\"badge\">\u25c7</span>" in xverse and "58.9% <span" not in xverse
-    rule = html.split('id="summary-rule"')[1].split("</p>")[0]
-    assert "print no intervals, so they cannot be ranked" in rule
-    assert "N&nbsp;=&nbsp;4 the best two printed SCR@0.4 are less than 3 points apart" in rule  # 80.0 vs 81.7
+    legend = html.split('id="summary-legend"')[1].split("</p>")[0]
+    assert "best value the paper printed at that N (no interval, so not a rank)" in legend
+    answer = html.split('<ul class="answer">')[1].split("</ul>")[0]
+    assert "<strong>N = 4:</strong> XVerse 80.0% \u2248 MOSAIC 81.7% (paper, as printed; too close to call)" in answer
 
 
 def test_ours_shows_the_gap_to_the_paper_and_whether_the_paper_is_inside_our_interval(site: Path) -> None:

@@ -1,7 +1,8 @@
 /* collapsebench site: progressive enhancement only. Without JavaScript every page shows all of its content in
-   its static order, and the tau switch works with CSS alone. This file adds column sorting (within each subject
-   count), the gallery finder's filters and orders, "copy" buttons for the BibTeX boxes, and keeps tau, the sort
-   and the filters in the URL so a view can be shared. Nothing here loads anything. */
+   its static order, and the tau switch, the "all columns" and "all printed metrics" switches work with CSS alone.
+   This file adds column sorting (within each subject count), the finder pages' scene filter and orders, "copy"
+   buttons for the BibTeX boxes, and keeps tau, the sort and the filters in the URL so a view can be shared.
+   Nothing here loads anything. */
 (function () {
   "use strict";
   var params = new URLSearchParams(window.location.search);
@@ -49,10 +50,15 @@
     var wanted = (params.get("sort") || "").split(":");  /* table id : column key : asc | desc */
     each(document.querySelectorAll("table.sortable"), function (table) {
       each(table.tHead.rows[0].cells, function (th) {
-        var button = document.createElement("button");
+        var button = document.createElement("button"), label = th.querySelector(".label");
         button.type = "button";
-        while (th.firstChild) { button.appendChild(th.firstChild); }
-        th.appendChild(button);
+        if (label) {  /* only the label sorts; the definition link next to it stays a link */
+          th.insertBefore(button, label);
+          button.appendChild(label);
+        } else {
+          while (th.firstChild) { button.appendChild(th.firstChild); }
+          th.appendChild(button);
+        }
         button.addEventListener("click", function () {
           var ascending = th.getAttribute("aria-sort") !== "ascending";
           sortTable(table, th, ascending);
@@ -65,16 +71,17 @@
     });
   }
 
-  /* The gallery finder: filter by model, scene and N; order by a per-image number (worst first). */
+  /* A finder page (one model, one N): filter by scene; order by a per-image number (worst first) when the page
+     has scores, else prompt order only (the score orders are disabled in the page itself). */
   function setupFinder() {
     var form = document.getElementById("finder-controls"), list = document.getElementById("finder-list");
     if (!form || !list) { return; }
     var items = Array.prototype.slice.call(list.children);
     var orders = {dinov2: ["dinov2", true], collapsed: ["collapsed", false], matched: ["matched", false],
                   prompt: ["order", true]};
-    var filters = ["model", "scene", "n"];
+    var filters = ["scene"], fallback = list.getAttribute("data-scored") ? "dinov2" : "prompt";
     function apply() {
-      var order = orders[form.elements.order.value] || orders.dinov2, shown = 0;
+      var order = orders[form.elements.order.value] || orders[fallback], shown = 0;
       items.sort(function (a, b) {
         return compare(a.getAttribute("data-" + order[0]), b.getAttribute("data-" + order[0]), order[1]) ||
           compare(a.getAttribute("data-order"), b.getAttribute("data-order"), true);
@@ -90,11 +97,12 @@
       });
       document.getElementById("finder-count").textContent = shown + " of " + items.length + " images";
       filters.forEach(function (name) { remember(name, form.elements[name].value); });
-      remember("order", form.elements.order.value === "dinov2" ? "" : form.elements.order.value);
+      remember("order", form.elements.order.value === fallback ? "" : form.elements.order.value);
     }
     filters.concat(["order"]).forEach(function (name) {
       var select = form.elements[name], wanted = params.get(name);
-      if (Array.prototype.some.call(select.options, function (option) { return option.value === wanted; })) {
+      if (Array.prototype.some.call(select.options, function (option) {
+        return option.value === wanted && !option.disabled; })) {
         select.value = wanted;
       }
       select.addEventListener("change", apply);

@@ -2,16 +2,19 @@
 
 A reader who lands on one page must be able to tell which paper this
 reproduces, where the code is, when and from which commit the pages were
-built, and how to cite both. The repository and commit come from the
-environment GitHub Actions sets for the Pages build (GITHUB_SERVER_URL,
-GITHUB_REPOSITORY, GITHUB_SHA), else from the package metadata and
-`git`; the build time honours SOURCE_DATE_EPOCH (the reproducible-builds
-convention). Whatever cannot be found is shown as not recorded, never guessed.
+built, and how to cite both. The repository is params.yaml's
+`site.repository` when set, else the one GitHub Actions is building
+(GITHUB_SERVER_URL, GITHUB_REPOSITORY), else the package's Project-URL, else
+git's `origin` remote in https form (credentials dropped); the commit comes
+from GITHUB_SHA or `git`; the build time is SOURCE_DATE_EPOCH, else the commit's
+time (the reproducible-builds convention). Whatever cannot be found is shown as not
+recorded, never guessed.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ PAPER_ARXIV = "2603.26078"
 PAPER_URL = f"https://arxiv.org/abs/{PAPER_ARXIV}"
 PAPER_VENUE = "CVPR 2026"
 REPOSITORY_LABELS = ("repository", "source", "code", "homepage")  # Project-URL labels, in order of preference
+SCP_REMOTE = re.compile(r"^[A-Za-z0-9._-]+@([A-Za-z0-9.-]+):(.+)$")  # git@host:owner/name.git
 
 
 @dataclass(frozen=True)
@@ -55,15 +59,18 @@ class BuildInfo:
         return f"{self.repository}/blob/{self.commit or 'HEAD'}/{path.lstrip('/')}"
 
 
-def detect_build(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> BuildInfo:
-    """The build facts of this process: CI variables first, then package metadata and `git` in `cwd`."""
+def detect_build(cwd: Path | None = None, env: Mapping[str, str] | None = None,
+                 repository: str | None = None) -> BuildInfo:
+    """The build facts of this process: `repository` (params.yaml's) when given, CI variables, then package metadata
+    and `git` in `cwd`."""
     env = os.environ if env is None else env
     cwd = Path.cwd() if cwd is None else Path(cwd)
     commit = env.get("GITHUB_SHA") or _git(cwd, "rev-parse", "HEAD")
     dirty = bool(commit) and not env.get("GITHUB_SHA") and bool(_git(cwd, "status", "--porcelain",
                                                                     "--untracked-files=no"))
     return BuildInfo(version=_version(), built=_build_time(env, cwd), commit=commit or None, dirty=dirty,
-                     repository=_repository(env))
+                     repository=(repository.rstrip("/") if repository else None) or _repository(env)
+                     or https_remote(_git(cwd, "remote", "get-url", "origin")))
 
 
 def _build_time(env: Mapping[str, str], cwd: Path) -> datetime:
@@ -87,6 +94,23 @@ def _repository(env: Mapping[str, str]) -> str | None:
     labelled = {label.strip().lower(): url.strip() for label, _, url in (u.partition(",") for u in urls)}
     return next((labelled[label].rstrip("/") for label in REPOSITORY_LABELS
                  if labelled.get(label, "").startswith("https://")), None)
+
+
+def https_remote(url: str) -> str | None:
+    """A git remote as the https URL a browser opens (`git@host:o/r.git` -> `https://host/o/r`); user names and
+    tokens are dropped, so a credential in a remote never reaches a page; None for anything else."""
+    url = url.strip()
+    scp = SCP_REMOTE.match(url)
+    if scp:
+        url = f"https://{scp.group(1)}/{scp.group(2)}"
+    elif url.startswith("ssh://"):
+        url = "https://" + url.removeprefix("ssh://")
+    if not url.startswith("https://"):
+        return None
+    host, _, path = url.removeprefix("https://").partition("/")
+    host = host.rpartition("@")[2].split(":")[0]
+    path = path.strip("/").removesuffix(".git")
+    return f"https://{host}/{path}" if host and path and " " not in path else None
 
 
 def _git(cwd: Path, *args: str) -> str:

@@ -2,13 +2,15 @@
 
 Each prompt gets an article on its subject count's page: the references in
 slot order, then each model's images for every seed, with prev/next links to
-the neighbouring prompts. A flat list of all images (the "finder") can be
-filtered by model, scene and N and ordered worst-first by the image's mean
-DINOv2, its number of collapsed subjects or its matched SCR; without
-JavaScript it is shown worst-first by DINOv2. A model card shows the model's
-worst images. Per-image numbers are shown, and used for ordering, only for
-models scored with the pinned backbones: a smoke or custom number never
-appears next to an image.
+the neighbouring prompts. The "finder" is paged by model and N (at most 45
+images a page, where one list of every image made a 424 KB page): each page
+is ordered worst-first by the image's mean DINOv2 when its scores may be
+shown, can be filtered by scene and reordered by collapsed subjects or matched
+SCR, and puts the numbers and a collapsed/missing badge on every thumbnail. A
+job a closed API refused has a tile with the provider's reason instead of an
+image. A model card shows the model's worst images. Per-image numbers are
+shown, and used for ordering, only for models scored with the pinned
+backbones: a smoke or custom number never appears next to an image.
 
 A prompt's references depend on the casting (which pool subjects fill its
 slots), recorded per image with the pool id. Images of different castings are
@@ -29,6 +31,7 @@ from collapsebench.core.errors import BenchError
 from collapsebench.core.io import read_csv
 from collapsebench.core.manifest import Manifest
 from collapsebench.core.metric_table import HEADLINE_TAU
+from collapsebench.core.refusals import Refusals
 from collapsebench.leaderboard.results_tables import scene_order, slug
 from collapsebench.leaderboard.store import ImageStore
 from collapsebench.reporting.metrics import image_scores
@@ -55,6 +58,7 @@ class Verdict:
     dinov2: float
     collapsed: int
     matched: float | None
+    missing: int | None = None  # subjects the detector found no person/animal for (None: detection did not run)
 
 
 @dataclass
@@ -75,10 +79,21 @@ class Shot:
     sent_prompt: str | None = None
     note: str = ""
     order: int = 0  # position in prompt order (N, prompt, model, seed): the finder's "prompt order"
+    variants: tuple[tuple[str, int], ...] = ()
+    refusal: dict[str, Any] | None = None  # a closed API's answer without an image (refusals.jsonl)
 
     @property
     def alt(self) -> str:
         return f"{self.model.label}: prompt {self.prompt_id}, seed {self.seed}"
+
+    @property
+    def refusal_text(self) -> str:
+        if not self.refusal:
+            return ""
+        reason = str(self.refusal.get("reason", "refused")).replace("_", " ")
+        when = f" on {self.refusal['request_date']}" if self.refusal.get("request_date") else ""
+        retried = " (no answer: retried by the next run)" if self.refusal.get("reason") == "error" else ""
+        return f"refused by {self.refusal.get('provider') or 'the provider'}{when}: {reason}{retried}"
 
 
 @dataclass
@@ -105,9 +120,35 @@ class GalleryPrompt:
 
 
 @dataclass
+class FinderPage:
+    """One model's images (and refusal tiles) at one subject count: a page of the finder."""
+
+    model: GalleryModel
+    n_subjects: int
+    shots: list[Shot]
+
+    @property
+    def path(self) -> str:
+        return f"finder/{self.model.slug}-n{self.n_subjects}.html"
+
+    @property
+    def scored(self) -> bool:
+        return any(s.verdict for s in self.shots)
+
+    @property
+    def refused(self) -> int:
+        return sum(1 for s in self.shots if s.refusal)
+
+    @property
+    def images(self) -> int:
+        return sum(1 for s in self.shots if s.full)
+
+
+@dataclass
 class Gallery:
     prompts: list[GalleryPrompt]
     castings: list[tuple[str, str, int]]  # (pool, casting, images) over every published image
+    refusals: dict[str, list[Shot]] = field(default_factory=dict)  # model -> tiles of refused jobs
 
     def pages(self) -> dict[int, list[GalleryPrompt]]:
         """Prompts by subject count, in order: one page each."""
@@ -130,6 +171,17 @@ class Gallery:
         """A model card's strip: its worst images when its scores may be shown, else its first ones (and False)."""
         own = [s for s in self.finder if s.model.name == model]
         return own[:WORST_SHOWN], any(s.verdict for s in own)
+
+    def finder_pages(self, models: Sequence[GalleryModel]) -> list[FinderPage]:
+        """The finder, one page per model and subject count, each in the finder's order, refusal tiles last."""
+        pages = []
+        for model in models:
+            own = [s for s in self.finder if s.model.name == model.name]
+            refused = self.refusals.get(model.name, [])
+            for n in sorted({s.n_subjects for s in own + refused}):
+                pages.append(FinderPage(model, n, [s for s in own if s.n_subjects == n]
+                                        + [s for s in refused if s.n_subjects == n]))
+        return pages
 
 
 def model_records(folder: Path) -> dict[tuple[int, int], dict[str, Any]]:
@@ -167,8 +219,31 @@ def image_verdicts(folder: Path) -> dict[tuple[int, int], Verdict]:
     for row in rows:
         by_image[(int(row["prompt_id"]), int(row["seed"]))].append(row)
     means = image_scores(rows, "dinov2")
-    return {image: Verdict(means[image], sum(float(r["dinov2"]) < COLLAPSE_TAU for r in group), matched_share(group))
+    return {image: Verdict(means[image], sum(float(r["dinov2"]) < COLLAPSE_TAU for r in group), matched_share(group),
+                           missing_count(group))
             for image, group in by_image.items()}
+
+
+def missing_count(rows: Sequence[dict[str, str]]) -> int | None:
+    """Subjects of one image left without a detected person/animal of their kind; None when detection did not run."""
+    if not rows or any(str(row.get("n_detections", "")) == "" for row in rows):
+        return None
+    return sum(row.get("matched_dinov2", "") == "" for row in rows)
+
+
+def refusal_tiles(folder: Path, model: GalleryModel, made: set[tuple[int, int]]) -> list[Shot]:
+    """One tile per job the provider answered without an image (and that no image has since replaced)."""
+    tiles = []
+    for line in Refusals(folder).read():
+        try:
+            key = (int(line["prompt_id"]), int(line["seed"]))
+            n = int(line["n_subjects"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if key not in made:
+            tiles.append(Shot(model, key[0], key[1], n, str(line.get("scene", "")), f"gallery-n{n}.html",
+                              refusal=line))
+    return sorted(tiles, key=lambda s: (s.n_subjects, s.prompt_id, s.seed))
 
 
 def publish_references(pool: dict[str, Subject] | None, store: ImageStore) -> dict[str, dict[str, Any]]:
@@ -194,6 +269,7 @@ def make_shot(model: GalleryModel, record: dict[str, Any] | None, prompt: Galler
         return shot
     image = store.publish(record["_path"])
     shot.full, shot.thumb, shot.width, shot.height = image.full, image.thumb, image.width, image.height
+    shot.variants = image.variants
     if record.get("sent_prompt") and record["sent_prompt"] != record.get("prompt"):
         shot.sent_prompt = str(record["sent_prompt"])
     if model.fence:
@@ -254,4 +330,10 @@ def build_gallery(results: Path, models: Sequence[GalleryModel], subjects: dict[
     for before, after in zip(prompts, prompts[1:]):
         before.next, after.prev = after.href, before.href
     castings = Counter((p.pool, p.casting) for p in prompts for _, row in p.rows for s in row if s.full)
-    return Gallery(prompts, [(pool, casting, count) for (pool, casting), count in castings.most_common()])
+    refusals = {m.name: refusal_tiles(Path(results) / "models" / m.name, m, set(per_model[m.name])) for m in models}
+    refused = {(tile.model.name, tile.prompt_id, tile.seed): tile.refusal for tiles in refusals.values()
+               for tile in tiles}
+    for shot in (s for p in prompts for _, row in p.rows for s in row if not s.full):
+        shot.refusal = refused.get((shot.model.name, shot.prompt_id, shot.seed))
+    return Gallery(prompts, [(pool, casting, count) for (pool, casting), count in castings.most_common()],
+                   {name: tiles for name, tiles in refusals.items() if tiles})

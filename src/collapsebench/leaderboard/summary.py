@@ -14,6 +14,11 @@ What a mark means differs by source, and the table says so:
 - where a model has both a paper row and a reproduced row, the reproduced
   cell shows the difference and whether the printed value lies inside our
   95% interval.
+
+The paper's other printed columns (CLIP-T, CLIP-I) are in the same table,
+shown by its "all printed metrics" switch: the paper's Table 1 appears once on
+the page, not once here and again below. Paper lines link to their entry's
+page; reproduced lines carry their origin (and closed API) labels.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from collapsebench.core.metric_table import BY_COLUMN, HEADLINE_TAU
+from collapsebench.leaderboard.labels import Tag, row_tags
 from collapsebench.leaderboard.results_tables import (
     TAUS,
     card_href,
@@ -35,7 +41,7 @@ from collapsebench.reporting.rows import Row, is_result
 
 PAPER_TAU = f"{HEADLINE_TAU:g}"  # the only threshold the paper prints
 DINOV2 = "dinov2"
-CLOSE_POINTS = 3.0  # best two printed SCR values closer than this: a gap no interval backs
+DETAIL = ("clip_i", "clip_t")  # the paper's other Table 1 columns, behind the summary's switch
 
 
 @dataclass
@@ -61,14 +67,20 @@ class Line:
     href: str | None
     note: str
     marks: dict[int, dict[str, Mark]] = field(default_factory=dict)
+    tags: list[Tag] = field(default_factory=list)
 
 
 @dataclass
 class Summary:
     counts: list[int]
     groups: list[list[Line]]  # a model's paper line and reproduced line(s) together
-    close_counts: list[int]  # subject counts whose best two printed SCR values are within CLOSE_POINTS
     has_reproduced: bool
+
+    @property
+    def badges(self) -> set[str]:
+        """The marks this table shows, for its legend (only those that appear are explained)."""
+        return {mark.badge for group in self.groups for line in group for marks in line.marks.values()
+                for mark in marks.values() if mark.badge}
 
 
 def summary_rows(table: Sequence[Row]) -> list[Row]:
@@ -158,6 +170,10 @@ def line_marks(row: Row, rows: Sequence[Row], twin: Row | None) -> dict[str, Mar
             marks[column] = reproduced_mark(row, column, rows, metric.percent)
             if column in (DINOV2, f"scr_{PAPER_TAU}"):
                 add_delta(marks[column], row, twin, column, metric.percent)
+    for column in DETAIL:  # never marked: the paper ranks nothing, and we rank only SCR and DINOv2
+        metric = BY_COLUMN[column]
+        marks[column] = Mark(fmt(number(row, column), metric.percent),
+                             fmt_interval(row.get(f"{column}_lo"), row.get(f"{column}_hi"), metric.percent))
     return marks
 
 
@@ -180,21 +196,10 @@ def make_line(rows_of_model: Sequence[Row], rows: Sequence[Row], twins: dict[int
     paper = first["source"] == "reported"
     label = str(first["model"]) if paper else str(first.get("display_name") or first["model"])
     line = Line(line_id(first, paper), label, "paper" if paper else "reproduced", card_href(first, root, cards),
-                "" if paper else line_note(first))
+                "" if paper else line_note(first), tags=row_tags(first))
     for row in rows_of_model:
         line.marks[row["n_subjects"]] = line_marks(row, rows, None if paper else twins.get(row["n_subjects"]))
     return line
-
-
-def close_counts(rows: Sequence[Row]) -> list[int]:
-    """Subject counts where the paper's best two printed SCR values are within CLOSE_POINTS of each other."""
-    counts = []
-    for n in sorted({r["n_subjects"] for r in rows if r["source"] == "reported"}):
-        values = sorted(v for v in (number(r, f"scr_{PAPER_TAU}") for r in rows
-                                    if r["source"] == "reported" and r["n_subjects"] == n) if v is not None)
-        if len(values) >= 2 and 100 * (values[1] - values[0]) < CLOSE_POINTS:
-            counts.append(n)
-    return counts
 
 
 def build_summary(table: Sequence[Row], root: str, cards: dict[str, str]) -> Summary:
@@ -210,5 +215,5 @@ def build_summary(table: Sequence[Row], root: str, cards: dict[str, str]) -> Sum
     for (name, _, _), rows_of_model in by_line.items():
         families.setdefault(name, []).append(make_line(rows_of_model, rows, printed.get(name, {}), root, cards))
     groups = [families[name] for name in sorted(families, key=str.casefold)]
-    return Summary(sorted({r["n_subjects"] for r in rows}), groups, close_counts(rows),
+    return Summary(sorted({r["n_subjects"] for r in rows}), groups,
                    any(r["source"] == "reproduced" for r in rows))

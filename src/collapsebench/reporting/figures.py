@@ -200,13 +200,15 @@ def illusion_figure(data: FigureData, palette: dict[str, Any]) -> tuple[plt.Figu
         for index, (row, xi, yi) in enumerate(zip(rows, x, y)):
             if index in (0, len(rows) - 1):  # end points only: the middle counts crowd together
                 last = index == len(rows) - 1
+                # Both labels right of their point: the last count sits leftmost (lowest DINOv2), where a label
+                # to its left ran over the y axis.
                 axis.annotate(f"N={row['n_subjects']}", (xi, yi), textcoords="offset points",
-                              xytext=(-5, -12) if last else (5, 3), ha="right" if last else "left", fontsize=8,
-                              color=color)
+                              xytext=(5, -12) if last else (5, 3), ha="left", fontsize=8, color=color)
             bx, by = interval(row, "dinov2"), interval(row, "clip_i")
             if bx and by:
                 axis.plot(bx, [yi, yi], color=color, alpha=0.35, linewidth=2)
                 axis.plot([xi, xi], by, color=color, alpha=0.35, linewidth=2)
+    axis.margins(x=0.12)  # room for the end labels inside the axes
     axis.set(xlabel="DINOv2 score (identity)", ylabel="CLIP-I score",
              title="The illusion: CLIP-I stays high while DINOv2 falls as N grows")
     axis.grid(alpha=0.3)
