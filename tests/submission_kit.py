@@ -31,6 +31,7 @@ from collapsebench.benchmark.casting import cast_suite, load_instance
 from collapsebench.benchmark.model_config import load_model_config
 from collapsebench.benchmark.pool import load_pool
 from collapsebench.benchmark.suite import make_jobs
+from collapsebench.core.runlog import RUNLOG
 from collapsebench.generation.generate import run_generate
 from collapsebench.intake.submission import Benchmark
 
@@ -84,6 +85,7 @@ def pristine_fixture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
     report = run_generate(config, jobs, pool, folder)
     assert report.made == 75 * len(SEEDS) and not report.failed
     (folder / ".lock").unlink()
+    (folder / RUNLOG).unlink()  # the author's own run log stays behind: a submission holds the listed files only
     (folder / "model.yaml").write_text(yaml.safe_dump(MODEL_YAML, sort_keys=False))
     return folder, pool_dir
 

@@ -20,6 +20,11 @@ ALLOWED = {
     "reporting": {"core", "benchmark", "reporting"},
     "leaderboard": {"core", "benchmark", "reporting", "leaderboard"},
     "intake": {"core", "benchmark", "models", "intake"},
+    # Preflight drives the generate stage (run_generate) with an entry's adapter on its twin.
+    "preflight": {"core", "benchmark", "models", "generation", "preflight", "testing"},
+    # The tiny random-weight builders shared by tests, benches and preflight; the publishing loop's host side.
+    "testing": {"core", "testing"},
+    "publishing": {"core", "publishing"},
 }
 
 

@@ -45,7 +45,7 @@ from collapsebench.core.errors import BenchError
 from collapsebench.core.manifest import Manifest
 from collapsebench.generation.generate import run_generate
 from collapsebench.intake import submission as submission_module
-from collapsebench.intake.pngcheck import MAX_BYTES
+from collapsebench.core.pngcheck import MAX_BYTES
 from collapsebench.intake.submission import check_submission, import_submission
 from collapsebench.intake.validate import all_folders, check_model_folder
 
@@ -416,9 +416,10 @@ def test_changed_folders_are_the_entries_a_diff_touches_not_the_folders_readme(t
     ({"call": {"fixed": {"custom_pipeline": "https://example.org/evil.py"}}}, "call",
      "call.fixed.custom_pipeline = 'custom_pipeline' is not an argument"),
     ({"call": {"prompt": "__class__"}}, "call", "call.prompt = '__class__' is a dunder name"),
-    ({"pipeline": {**FLUX2["pipeline"], "repo": "/srv/weights"}}, "pipeline.repo",
+    ({"pipeline": {**FLUX2["pipeline"], "repo": "/srv/weights"}}, "pipeline.repo", "does not match"),  # the schema
+    ({"settings": {**FLUX2["settings"], "base": {"repo": "/srv/weights", "revision": None}}}, "settings.base.repo",
      "local folders are not allowed in a submitted entry"),
-    ({"pipeline": {**FLUX2["pipeline"], "revision": "main"}}, "pipeline.revision", "must be null or a full 40-hex"),
+    ({"pipeline": {**FLUX2["pipeline"], "revision": "main"}}, "pipeline.revision", "is not of type 'null'"),
     ({"settings": {**FLUX2["settings"], "base": {"repo": "org/base", "revision": "v1.0"}}}, "settings.base.revision",
      "must be null or a full 40-hex"),
 ])

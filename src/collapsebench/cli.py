@@ -88,6 +88,8 @@ def cmd_generate(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
     if args.model:
         return generate_one(args, params)
+    if args.dry_run:  # a dry run writes nothing, not even the stage's record
+        raise BenchError("generate --dry-run needs a MODEL (a closed API entry)")
     configs = [c for c in _selected(args, params, "generate") if generates_here(c)]
     return _run_selected(args, params, "generate", generate_one, configs, ("manifest.jsonl", "generated.json"))
 
@@ -107,6 +109,10 @@ def generate_one(args: argparse.Namespace, params: dict[str, Any]) -> int:
                + " ".join(str(config.raw.get("description", "")).split()))
         raise BenchError(f"{args.models_dir / args.model / 'model.yaml'}: {args.model} is not generated here ({why})")
     all_jobs = make_jobs(instance.prompts, list(params["suite"]["seeds"]))
+    if config.runner == "api" or args.dry_run:
+        from collapsebench.generation.runners.api import generate_api
+
+        return generate_api(args, params, config, all_jobs, instance)
     if scaled_out(args):
         return scale_out(args, params, config, all_jobs, instance.pool)
     jobs = select_shard(all_jobs, args.shard)
@@ -212,6 +218,7 @@ def cmd_validity(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
 def cmd_site(args: argparse.Namespace, params: dict[str, Any]) -> int:
     from collapsebench.benchmark.pool import load_pool
+    from collapsebench.leaderboard.settings import site_settings
     from collapsebench.leaderboard.site import build_site
 
     pool_dir = args.pool or Path(params["suite"]["pool"])
@@ -225,7 +232,8 @@ def cmd_site(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
         pool_info = {"id": pool_id(pool), **pool_label(pool_dir)}
     index = build_site(args.results, args.models_dir, args.out, args.site_dir, pool=pool, pool_info=pool_info,
-                       contributing=args.contributing, submissions_dir=args.submissions)
+                       contributing=args.contributing, submissions_dir=args.submissions,
+                       settings=site_settings(params))
     print(f"site: {index}")
     return 0
 
@@ -321,7 +329,27 @@ def cmd_validate(args: argparse.Namespace, params: dict[str, Any]) -> int:
         folders += all_folders()
     if not (args.paths or args.changed or args.all):
         raise BenchError("validate: give a folder, --changed BASE or --all")
-    return run_validate(list(dict.fromkeys(folders)), params, named=args.paths)  # each folder once, in order
+    folders = list(dict.fromkeys(folders))  # each folder once, in order
+    code = run_validate(folders, params, named=args.paths)
+    if code or not args.preflight:
+        return code
+    from collapsebench.preflight.run import preflight_folders
+
+    return preflight_folders(folders, params, args.results / "preflight")
+
+
+def cmd_preflight(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from collapsebench.preflight.run import print_result, run_preflight
+
+    _quiet_libraries()
+    if args.runner == "docker":
+        from collapsebench.preflight.container import preflight_in_docker
+
+        return preflight_in_docker(args, params)
+    result = run_preflight(args.model, args.models_dir, params, args.results / "preflight", code_dir=args.code_dir,
+                           weights=args.weights, pool_dir=args.pool)
+    print_result(result, args.summary)
+    return 0 if result.passed else 1
 
 
 def cmd_submission_import(args: argparse.Namespace, params: dict[str, Any]) -> int:
@@ -419,6 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partition", help="slurm: partition (default: generate.slurm.partition)")
     p.add_argument("--gpus-per-task", type=int, help="slurm: GPUs per task (default: generate.slurm.gpus_per_task)")
     p.add_argument("--time", help="slurm: time limit per task, minutes or [D-]HH:MM[:SS] (default: generate.slurm.time)")
+    p.add_argument("--concurrency", type=int, default=4,
+                   help="api: requests in flight at once (default 4); retries: params.yaml generate.api")
+    p.add_argument("--dry-run", action="store_true",
+                   help="api: print the jobs, how many would be refused and the cost; send nothing")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("merge", help="fold shard folders (manifests, images, scores) into the model folder")
@@ -491,7 +523,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", type=Path, nargs="*", help="models/<name> or submissions/<name> folders")
     p.add_argument("--changed", metavar="BASE", help="also every such folder changed between git BASE and HEAD")
     p.add_argument("--all", action="store_true", help="also every folder under models/ and submissions/")
+    p.add_argument("--preflight", action="store_true", help="then preflight every valid model folder that has a "
+                   "preflight.yaml (results/preflight/<model>.json)")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("preflight", help="run the entry's adapter and inference code on a tiny random-weight twin at "
+                       "N=2 and N=10 -> results/preflight/<model>.json")
+    p.add_argument("model")
+    p.add_argument("--code-dir", type=Path, help="MOSAIC/XVerse: an upstream checkout (default: the entry's code_dir, "
+                   "where the model's image has it)")
+    p.add_argument("--weights", type=Path, help="local weights instead of the twin: the pipeline folder (diffusers), "
+                   "else one folder per checkpoint setting (DIR/base, DIR/lora, ...); the entry is not changed")
+    p.add_argument("--pool", type=Path, help="subject pool of the references (default: suite.pool)")
+    p.add_argument("--runner", choices=["local", "docker"], default="local",
+                   help="docker: inside the model's image, network off, no weights mounted (the GPU workflow's step)")
+    p.add_argument("--base-image", help="docker: BASE_IMAGE build argument (e.g. a locally made base)")
+    p.add_argument("--engine", choices=["docker", "podman"], help="docker: what runs the container")
+    p.add_argument("--summary", type=Path, help="also append the table in markdown (e.g. $GITHUB_STEP_SUMMARY)")
+    p.set_defaults(func=cmd_preflight)
 
     submission = sub.add_parser("submission", help="results submitted by model authors").add_subparsers(
         dest="submission_command", required=True)
