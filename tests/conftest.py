@@ -37,6 +37,7 @@ def make_repo(root: Path, smoke_dir: Path, bootstrap: int = 200) -> dict:
         shutil.copytree(REPO / folder, root / folder)
     (root / "results" / "reported").mkdir(parents=True)
     shutil.copy(REPO / "results/reported/paper_table1.csv", root / "results/reported/paper_table1.csv")
+    shutil.copytree(REPO / "results/preflight", root / "results/preflight")  # committed records (a site dependency)
     make_pool(root / "data")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["suite"]["seeds"] = [0]

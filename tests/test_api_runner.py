@@ -217,8 +217,11 @@ def test_generate_rejects_gpu_flags_for_an_api_entry(workdir, capsys) -> None:
 def test_the_readme_cost_table_is_what_dry_run_prints_for_225_images(tmp_path, capsys) -> None:
     """README, "Run a closed model with your own key": each entry's refusals and cost as `--dry-run` prints them
     with params.yaml's three seeds (a price change in a model.yaml must update the README)."""
-    from conftest import REPO
+    from conftest import REPO, make_pool
 
+    params = yaml.safe_load((REPO / "params.yaml").read_text())  # its seeds; a synthetic pool (no dvc pull needed)
+    params["suite"].update(prompts=str(REPO / "benchmark/prompts.yaml"), pool=str(make_pool(tmp_path / "data")))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     table = {}
     section = (REPO / "README.md").read_text().split("## Run a closed model with your own key")[1].split("\n## ")[0]
     for line in section.splitlines():
@@ -227,8 +230,8 @@ def test_the_readme_cost_table_is_what_dry_run_prints_for_225_images(tmp_path, c
             table[cells[0].strip("`")] = (int(cells[3].split()[0]), cells[5].strip("`").split()[0])
     assert set(table) == {"nano-banana-pro", "gpt-image", "seedream-4", "flux2-pro"}
     for name, (refused, cost) in table.items():
-        assert main(["--params", str(REPO / "params.yaml"), "--models-dir", str(REPO / "models"),
-                     "--results", str(tmp_path), "generate", name, "--dry-run"]) == 0
+        assert main(["--params", str(tmp_path / "params.yaml"), "--models-dir", str(REPO / "models"),
+                     "--results", str(tmp_path / "results"), "generate", name, "--dry-run"]) == 0
         out = capsys.readouterr().out
         assert "225 jobs" in out and f"{refused} would be refused" in out and f"cost {cost} " in out, out
         config = load_model_config(REPO / "models", name)

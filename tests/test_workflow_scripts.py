@@ -179,14 +179,21 @@ def checkout(origin: Path, folder: Path) -> Path:
     return folder
 
 
-def gpu_job(origin: Path, name: str, store: Path, submission: bool = False) -> Path:
-    """A merge-score (or submission) job: results in place, then stage_results.sh, then the upload."""
+def runner_with_results(origin: Path, name: str) -> Path:
+    """A merge-score job's checkout with a model's results in place (before stage_results.sh)."""
     runner = checkout(origin, origin.parent / f"gpu-{name}")
     folder = runner / "results/models" / name
     write(folder / "images/p01_s0.png", f"{name} image")
     write(folder / "manifest.jsonl", json.dumps({"model": name, "image": "images/p01_s0.png"}) + "\n")
     write(folder / "scores.csv", f"model\n{name}\n")
     write(folder / "scoring.json", "{}\n")
+    return runner
+
+
+def gpu_job(origin: Path, name: str, store: Path, submission: bool = False) -> Path:
+    """A merge-score (or submission) job: results in place, then stage_results.sh, then the upload."""
+    runner = runner_with_results(origin, name)
+    folder = runner / "results/models" / name
     if submission:  # what `collapsebench submission import` leaves (a closed API row: with its refusals)
         write(folder / "provenance.json", '{"source": "submitted"}\n')
         write(folder / "refusals.jsonl", '{"key": "p02_s0", "reason": "content_policy"}\n')
@@ -355,17 +362,6 @@ def test_install_takes_torch_alone_from_the_cpu_wheel_index(tmp_path: Path, resu
 # ------------------------------------------------------------- the trust boundary in the publishing scripts
 
 SECRET = "a host file that must never be published\n"
-
-
-def runner_with_results(origin: Path, name: str) -> Path:
-    """A merge-score job's checkout with a model's results in place (as gpu_job, before stage_results.sh)."""
-    runner = checkout(origin, origin.parent / f"gpu-{name}")
-    folder = runner / "results/models" / name
-    write(folder / "images/p01_s0.png", f"{name} image")
-    write(folder / "manifest.jsonl", json.dumps({"model": name, "image": "images/p01_s0.png"}) + "\n")
-    write(folder / "scores.csv", f"model\n{name}\n")
-    write(folder / "scoring.json", "{}\n")
-    return runner
 
 
 def everything_under(folder: Path) -> str:
