@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -428,6 +429,15 @@ def assert_nothing_published(project: Path, remote: Path, before: str) -> None:
     assert not remote.exists() or not any(p.is_file() for p in remote.rglob("*"))
 
 
+def commit_alpha(project: Path, store: Path, remote: Path, **env: str) -> subprocess.CompletedProcess:
+    """The commit job for model alpha's artifact in `store`, pushing to the local `remote`; not asserted."""
+    committer = checkout(project, project.parent / "commit")
+    ok(sh(["dvc", "remote", "add", "--local", "local", str(remote)], committer))
+    download(store, "results.*", committer / "incoming", True)
+    return sh(["bash", "scripts/commit_results.sh", "incoming", "https://example.org/run/1"], committer,
+              MODELS='["alpha"]', SUBMISSIONS="[]", RESULTS_REMOTE="local", **env)
+
+
 def test_an_object_whose_bytes_do_not_match_its_name_is_never_pushed(project: Path, tmp_path: Path) -> None:
     """Defect: objects were copied into the cache with `cp -R` and pushed under their names unchecked."""
     store, remote = tmp_path / "store", tmp_path / "remote"
@@ -436,11 +446,7 @@ def test_an_object_whose_bytes_do_not_match_its_name_is_never_pushed(project: Pa
     forged.chmod(0o644)
     forged.write_text("other bytes under a genuine name")
     before = git(project, "rev-parse", "main").strip()
-    committer = checkout(project, tmp_path / "commit")
-    ok(sh(["dvc", "remote", "add", "--local", "local", str(remote)], committer))
-    download(store, "results.*", committer / "incoming", True)
-    result = sh(["bash", "scripts/commit_results.sh", "incoming", "https://example.org/run/1"], committer,
-                MODELS='["alpha"]', SUBMISSIONS="[]", RESULTS_REMOTE="local")
+    result = commit_alpha(project, store, remote)
     assert result.returncode != 0 and "not to its name" in result.stderr and forged.name in result.stderr
     assert_nothing_published(project, remote, before)
 
@@ -452,11 +458,7 @@ def test_an_artifact_missing_objects_commits_nothing(project: Path, tmp_path: Pa
     missing = file_objects(store / "results.alpha")[0]
     missing.unlink()
     before = git(project, "rev-parse", "main").strip()
-    committer = checkout(project, tmp_path / "commit")
-    ok(sh(["dvc", "remote", "add", "--local", "local", str(remote)], committer))
-    download(store, "results.*", committer / "incoming", True)
-    result = sh(["bash", "scripts/commit_results.sh", "incoming", "https://example.org/run/1"], committer,
-                MODELS='["alpha"]', SUBMISSIONS="[]", RESULTS_REMOTE="local")
+    result = commit_alpha(project, store, remote)
     oid = missing.parent.name + missing.name
     assert result.returncode != 0 and f"{oid} (missing)" in result.stderr
     assert_nothing_published(project, remote, before)
@@ -472,12 +474,8 @@ def test_a_push_that_leaves_objects_out_commits_nothing(project: Path, tmp_path:
                  f'[ "$1" = push ] && find "{remote}" -type f ! -name "*.dir" | head -n1 | xargs rm -f\nexit 0\n')
     shim.chmod(0o755)
     before = git(project, "rev-parse", "main").strip()
-    committer = checkout(project, tmp_path / "commit")
-    ok(sh(["dvc", "remote", "add", "--local", "local", str(remote)], committer))
-    download(store, "results.*", committer / "incoming", True)
     path = f"{shim.parent}{os.pathsep}{Path(os.sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    result = sh(["bash", "scripts/commit_results.sh", "incoming", "https://example.org/run/1"], committer,
-                MODELS='["alpha"]', SUBMISSIONS="[]", RESULTS_REMOTE="local", PATH=path)
+    result = commit_alpha(project, store, remote, PATH=path)
     assert result.returncode != 0 and "are not on the remote 'local' after the push" in result.stderr
     assert git(project, "rev-parse", "main").strip() == before
 

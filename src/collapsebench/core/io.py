@@ -2,7 +2,8 @@
 
 Every file a stage produces is written to a temporary sibling and renamed into
 place, so a killed run leaves either the old file or the new one, never a
-truncated one. (Appending to the manifest is core/manifest.py's job.)
+truncated one. Append-only JSON-lines files (the manifest, refusals, the run log) go through
+`append_line`, which fsyncs each line and first cuts a torn tail left by a crash mid-append.
 """
 
 from __future__ import annotations
@@ -36,6 +37,30 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def cut_torn_tail(path: Path) -> bool:
+    """Cut a last line with no newline (a crash mid-append), so the next append starts on a fresh line."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return False
+    atomic_write_text(path, data[: data.rfind(b"\n") + 1].decode("utf-8", "replace"))
+    return True
+
+
+def append_line(path: Path, line: str) -> bool:
+    """Append one newline-terminated line and fsync it, cutting a torn tail first; whether one was cut."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cut = cut_torn_tail(path)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return cut
 
 
 def published_mode(folder: bool = False) -> int:

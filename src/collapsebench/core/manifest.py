@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from collapsebench.core.errors import BenchError
-from collapsebench.core.io import atomic_write_text, sha256_file
+from collapsebench.core.io import (
+    append_line,
+    atomic_write_text,
+    cut_torn_tail,
+    sha256_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -155,24 +159,15 @@ class Manifest:
 
     def repair(self) -> bool:
         """Cut a torn tail (a last line with no newline) so the next append starts on a fresh line."""
-        if not self.path.exists():
+        if not cut_torn_tail(self.path):
             return False
-        data = self.path.read_bytes()
-        if not data or data.endswith(b"\n"):
-            return False
-        keep = data[: data.rfind(b"\n") + 1]
-        atomic_write_text(self.path, keep.decode("utf-8", "replace"))
         log.warning("%s: removed a torn last line left by an interrupted run", self.path)
         return True
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Append one line and fsync it (repairing a torn tail first)."""
-        self.repair()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(encode(record))
-            handle.flush()
-            os.fsync(handle.fileno())
+        if append_line(self.path, encode(record)):
+            log.warning("%s: removed a torn last line left by an interrupted run", self.path)
 
     def write(self, records: Iterable[Mapping[str, Any]]) -> None:
         """Replace the manifest atomically with `records`, one line per job key, in key order."""

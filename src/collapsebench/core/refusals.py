@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from collapsebench.core.io import atomic_write_text
+from collapsebench.core.io import append_line, atomic_write_text
+from collapsebench.core.manifest import encode
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,6 @@ FINAL_REASONS = ("over_reference_limit", "content_policy", "no_image")  # the mo
 REASONS = (*FINAL_REASONS, "error")  # error: no answer (retried by the next run)
 REQUIRED = ("key", "prompt_id", "seed", "n_subjects", "scene", "reason", "detail", "provider", "request_date")
 Refusal = dict[str, Any]
-
-
-def encode(line: Mapping[str, Any]) -> str:
-    return json.dumps(line, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 class Refusals:
@@ -78,15 +74,7 @@ class Refusals:
 
     def append(self, line: Mapping[str, Any]) -> None:
         """Append one line and fsync it, cutting a torn tail (a crash mid-append) first."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if self.path.is_file():
-            data = self.path.read_bytes()
-            if data and not data.endswith(b"\n"):
-                atomic_write_text(self.path, data[: data.rfind(b"\n") + 1].decode("utf-8", "replace"))
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(encode(line))
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_line(self.path, encode(line))
 
     def write(self, lines: Iterable[Mapping[str, Any]]) -> None:
         """Replace the file atomically: one line per job key, in key order (removed when there is none)."""

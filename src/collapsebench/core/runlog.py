@@ -12,11 +12,13 @@ event, with the time it was written.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from collapsebench.core.io import append_line
+from collapsebench.core.manifest import encode
 
 RUNLOG = "runlog.jsonl"
 
@@ -26,13 +28,8 @@ def utc_now() -> str:
 
 
 def append_run_log(folder: Path, stage: str, event: Mapping[str, Any]) -> None:
-    """Append one event of `stage` to `folder`'s run log (one line, flushed; a torn tail costs one event)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"stage": stage, "logged_utc": utc_now(), **event}, sort_keys=True, ensure_ascii=False)
-    with open(folder / RUNLOG, "a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Append one event of `stage` to `folder`'s run log (one fsynced line; a torn tail is cut first)."""
+    append_line(Path(folder) / RUNLOG, encode({"stage": stage, "logged_utc": utc_now(), **event}))
 
 
 def read_run_log(folder: Path) -> list[dict[str, Any]]:
