@@ -10,6 +10,7 @@ import numpy as np
 from collapsebench.core.metric_table import THRESHOLDS
 from collapsebench.scoring.backbones import pick_device
 from collapsebench.scoring.config import ScoringConfig
+from collapsebench.scoring.cosine import cosines
 from collapsebench.scoring.embed_cache import EmbeddingEngine, file_source
 
 
@@ -20,11 +21,11 @@ def compare(generated: Path, references: list[Path], config: ScoringConfig, metr
     # A one-off check: no shared cache to fill.
     engine = EmbeddingEngine(spec, None, config.batch_size, device, config.torch_dtype(device))
     embeddings = engine.embed([file_source(path) for path in (generated, *references)], "compare")
-    cosines = [float(c) for c in embeddings[1:] @ embeddings[0]]
+    values = [float(c) for c in cosines(embeddings[1:], embeddings[0])]
     return {
         "metric": spec.name,
         "backbone": spec.label,
-        "cosines": cosines,
-        "score": float(np.mean(cosines)),
-        "collapsed": {f"{tau:g}": sum(c < tau for c in cosines) for tau in THRESHOLDS},
+        "cosines": values,
+        "score": float(np.mean(values)),
+        "collapsed": {f"{tau:g}": sum(c < tau for c in values) for tau in THRESHOLDS},
     }

@@ -63,6 +63,7 @@ from collapsebench.scoring.backbones import (
     dtype_name,
     pick_device,
 )
+from collapsebench.scoring.cosine import cosines
 from collapsebench.scoring.embed_cache import (
     EmbeddingCache,
     ImageSource,
@@ -419,7 +420,7 @@ def score_matched(images: Sequence[ImageSource], subjects: Sequence[Sequence[str
             mine = vectors[offset:offset + len(image_crops)]
             offset += len(image_crops)
             refs = np.stack([references[s] for s in ids])
-            similarity = refs @ mine.T if len(image_crops) else np.zeros((len(ids), 0))
+            similarity = cosines(refs, mine) if len(image_crops) else np.zeros((len(ids), 0))
             kinds = [KINDS.index(cast[s].kind) for s in ids]
             results.append(match_subjects(similarity, kinds, found[:, 5].astype(int), floor))
     return results

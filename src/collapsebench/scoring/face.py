@@ -44,6 +44,7 @@ from scipy.optimize import linear_sum_assignment
 from collapsebench.core.errors import BenchError
 from collapsebench.core.hub import COMMIT, PULL_SCORING, missing_hint
 from collapsebench.core.io import sha256_file
+from collapsebench.scoring.cosine import cosines
 from collapsebench.scoring.detection import Cast, box_iou
 from collapsebench.scoring.embed_cache import EmbeddingCache, ImageSource, space_id
 
@@ -379,7 +380,7 @@ def match_faces(faces: FaceSet, references: Sequence[np.ndarray | None], people:
     for row in rows:
         result[row] = FaceMatch(None, "missing")
     if rows and len(faces.vectors):
-        similarity = np.stack([references[i] for i in rows]) @ faces.vectors.T
+        similarity = cosines(np.stack([references[i] for i in rows]), faces.vectors)
         for row, column in zip(*linear_sum_assignment(similarity, maximize=True)):
             result[rows[row]] = FaceMatch(float(similarity[row, column]), "matched")
     return result

@@ -33,6 +33,7 @@ from collapsebench.scoring.backbones import (
 )
 from collapsebench.scoring.checkpoints import scoring_label, weights_record
 from collapsebench.scoring.config import ScoringConfig
+from collapsebench.scoring.cosine import cosines
 from collapsebench.scoring.detection import (
     Detector,
     ImageMatch,
@@ -62,7 +63,7 @@ def pair_cosines(engine: EmbeddingEngine, images: Sequence[ImageSource], subject
     generated = engine.embed(images, desc)
     ids = sorted(references)
     embedded = dict(zip(ids, engine.embed([references[s] for s in ids], "refs")))
-    return [references_matrix(embedded, subjects[i]) @ generated[i] for i in range(len(images))], generated, embedded
+    return [cosines(references_matrix(embedded, subjects[i]), generated[i]) for i in range(len(images))], generated, embedded
 
 
 def run_score(model: str, out_dir: Path, pool: dict[str, Subject], config: ScoringConfig) -> ScoreSummary:
@@ -88,7 +89,7 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], config: Scori
     cache = EmbeddingCache(config.cache_dir) if config.cache_dir is not None else None
     batch_size = config.batch_size
 
-    cosines: dict[str, list[np.ndarray]] = {}
+    whole: dict[str, list[np.ndarray]] = {}
     clip_t = np.zeros(len(records))
     truncated = 0
     resolved: dict[str, str | None] = {}
@@ -102,7 +103,7 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], config: Scori
     for name in BACKBONE_NAMES:
         engine = EmbeddingEngine(config.backbones[name], cache, batch_size, device, config.torch_dtype(device))
         resolved[name] = engine.description["weights"].get("commit")
-        cosines[name], generated, _ = pair_cosines(engine, images, subjects, references, f"score {model}")
+        whole[name], generated, _ = pair_cosines(engine, images, subjects, references, f"score {model}")
         if name == "dinov2" and config.matched is not None:
             detector = Detector(config.matched, engine.device, config.torch_dtype(engine.device))
             matched_refs = reference_embeddings(references, cast, engine, detector, cache)
@@ -133,7 +134,7 @@ def run_score(model: str, out_dir: Path, pool: dict[str, Subject], config: Scori
             rows.append({
                 "model": model, "prompt_id": record["prompt_id"], "seed": record["seed"],
                 "n_subjects": record["n_subjects"], "scene": record["scene"], "slot": slot, "subject_id": subject_id,
-                **{raw.column: float(clip_t[i]) if raw.column == "clip_t" else float(cosines[raw.backbone][i][slot - 1])
+                **{raw.column: float(clip_t[i]) if raw.column == "clip_t" else float(whole[raw.backbone][i][slot - 1])
                    for raw in RAW_SCORES},
                 **(_matched_values(matches[i], slot) if matches is not None else {}),
                 "kind": pool[subject_id].kind,

@@ -47,6 +47,7 @@ from collapsebench.core.metric_table import FACE_TAU, HEADLINE_TAU
 from collapsebench.scoring.backbones import BACKBONE_NAMES, pick_device
 from collapsebench.scoring.checkpoints import scoring_label, weights_record
 from collapsebench.scoring.config import ScoringConfig
+from collapsebench.scoring.cosine import cosines
 from collapsebench.scoring.detection import (
     Detector,
     crop,
@@ -238,7 +239,7 @@ def measure(pool: Mapping[str, Subject], config: ScoringConfig, settings: StudyS
         engine = EmbeddingEngine(config.backbones[name], cache, config.batch_size, device, config.torch_dtype(device))
         generated = engine.embed(sources, "validity composites")
         refs = dict(zip(used, engine.embed([references[s] for s in used], "refs")))
-        whole[name] = [np.stack([refs[s] for s in c.requested]) @ generated[i] for i, c in enumerate(pictures)]
+        whole[name] = [cosines(np.stack([refs[s] for s in c.requested]), generated[i]) for i, c in enumerate(pictures)]
         if name == "dinov2" and config.matched is not None:
             detector = Detector(config.matched, engine.device, config.torch_dtype(engine.device))
             matched_refs = reference_embeddings(references, cast, engine, detector, cache)
@@ -290,7 +291,7 @@ def truth_crops(pictures: Sequence[Composite], pool: Mapping[str, Subject], refe
             if pool[subject].kind == pool[figure.subject].kind:
                 rows.append({"key": picture.key, "figure": index, "figure_subject": figure.subject,
                              "reference": subject, "truth": "true" if subject == figure.subject else "impostor",
-                             "cosine": float(vector @ references[subject])})
+                             "cosine": float(cosines(vector[None], references[subject])[0])})
     return rows
 
 
