@@ -40,3 +40,13 @@ def test_every_install_path_uses_the_constraints() -> None:
             assert " -e . -c constraints.txt " in command or ' -e ".[dev]" -c constraints.txt ' in command
     assert '-e ".[dev]" -c constraints.txt' in (REPO / ".ci/run").read_text()
     assert '-e ".[dev]" -c constraints.txt' in (REPO / "scripts/install.sh").read_text()
+
+
+def test_ci_runs_the_readme_test_command_then_the_images_tests() -> None:
+    """The default run leaves the `images` tests out (pyproject.toml); CI runs them after it (README)."""
+    import tomllib
+
+    options = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "-m 'not images'" in options["addopts"]
+    lines = [line.strip() for line in (REPO / ".ci/run").read_text().splitlines()]
+    assert lines.index(".venv/bin/pytest") < lines.index(".venv/bin/pytest -m images")

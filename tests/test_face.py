@@ -161,7 +161,11 @@ def test_a_file_whose_sha256_is_not_the_pin_is_refused(smoke_faces: FaceSettings
 
 def test_a_hub_face_model_missing_offline_says_how_to_fill_the_cache(monkeypatch: pytest.MonkeyPatch,
                                                                      tmp_path: Path) -> None:
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads the variable when it is imported: without the constant, it would try the network.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     spec = OnnxSpec("face_detector", DEFAULT_FACE["detector"]["id"], DEFAULT_FACE["detector"]["file"],
                     DEFAULT_FACE["detector"]["revision"])

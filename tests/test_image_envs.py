@@ -74,6 +74,7 @@ def test_the_dockerfile_installs_exactly_its_requirements_file(image: image_env.
 
 
 @pytest.mark.slow
+@pytest.mark.images
 @pytest.mark.parametrize("image", IMAGES, ids=lambda image: image.name)
 def test_adapter_tests_pass_with_the_image_pins(image: image_env.ModelImage) -> None:
     try:

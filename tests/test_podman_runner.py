@@ -240,16 +240,19 @@ def podman_workdir(workdir: Path, podman) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.images
 def test_a_calibration_model_runs_in_a_podman_container(podman_workdir: Path, podman) -> None:
     check_calibration_run(podman_workdir, podman, "collage-podman", "podman", ON_PODMAN)
 
 
 @pytest.mark.slow
+@pytest.mark.images
 def test_the_podman_container_has_no_network_no_root_and_read_only_inputs(podman_workdir: Path, podman) -> None:
     check_lockdown(podman_workdir, podman, "collage-podman")
 
 
 @pytest.mark.slow
+@pytest.mark.images
 def test_a_gpu_model_without_a_cdi_gpu_is_a_clear_podman_error(podman_workdir: Path, podman) -> None:
     if any(Path(folder).is_dir() and any(Path(folder).iterdir()) for folder in ("/etc/cdi", "/var/run/cdi")):
         pytest.skip("this host has CDI specifications (a GPU Podman can give)")
@@ -263,6 +266,7 @@ def test_a_gpu_model_without_a_cdi_gpu_is_a_clear_podman_error(podman_workdir: P
 
 
 @pytest.mark.slow
+@pytest.mark.images
 def test_killing_the_podman_container_keeps_finished_images_and_stopping_the_host_process_stops_it(
         podman_workdir: Path, podman) -> None:
     out = podman_workdir / "results/models/floor-podman/shards/0-of-8"
@@ -292,6 +296,7 @@ def test_killing_the_podman_container_keeps_finished_images_and_stopping_the_hos
 
 
 @pytest.mark.slow
+@pytest.mark.images
 def test_each_slurm_task_runs_its_shard_with_params_engine(podman_workdir: Path, podman) -> None:
     from test_slurm_launcher import cluster_problem
 
