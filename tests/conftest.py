@@ -18,6 +18,19 @@ REPO = Path(__file__).resolve().parents[1]
 pytest_plugins = ["submission_kit"]  # its session fixtures (`pristine`, `small_pristine`) for every test file
 
 
+# The test files that drive the one Docker engine, Podman service and Slurm node of this machine: under pytest-xdist
+# they run one after another in a single worker (`--dist loadgroup`), since they name containers and jobs after
+# their models and check that none is left over; every other file spreads over the workers.
+ENGINE_FILES = {"test_apptainer_runner.py", "test_docker_runner.py", "test_eval_container.py", "test_fanout.py",
+                "test_podman_runner.py", "test_slurm_launcher.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in ENGINE_FILES:
+            item.add_marker(pytest.mark.xdist_group("engines"))
+
+
 @pytest.fixture
 def pool_dir(tmp_path: Path) -> Path:
     return make_pool(tmp_path / "data")
