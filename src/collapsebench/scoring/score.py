@@ -63,7 +63,8 @@ def pair_cosines(engine: EmbeddingEngine, images: Sequence[ImageSource], subject
     generated = engine.embed(images, desc)
     ids = sorted(references)
     embedded = dict(zip(ids, engine.embed([references[s] for s in ids], "refs")))
-    return [cosines(references_matrix(embedded, subjects[i]), generated[i]) for i in range(len(images))], generated, embedded
+    whole = [cosines(references_matrix(embedded, subjects[i]), generated[i]) for i in range(len(images))]
+    return whole, generated, embedded
 
 
 def run_score(model: str, out_dir: Path, pool: dict[str, Subject], config: ScoringConfig) -> ScoreSummary:
