@@ -109,6 +109,7 @@ def test_tiny_random_face_nets_run_through_onnxruntime_and_are_cached(smoke_face
     for got, expected in zip(face_sets(again, images, EmbeddingCache(tmp_path / "cache")), found):
         np.testing.assert_array_equal(got.vectors, expected.vectors)
     assert again.forwarded == 0 and again.loaded == {}  # a warm cache opens no model
+    assert again.records() == records  # and records the same files: scoring.json does not depend on the cache
 
 
 def test_faces_are_matched_one_to_one_among_people_and_animals_get_nothing() -> None:

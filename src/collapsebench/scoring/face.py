@@ -255,9 +255,17 @@ class FaceModels:
         return self._sessions[role]
 
     def records(self) -> dict[str, dict[str, Any]]:
-        """scoring.json's records of both files (sha256 None for a file this run never opened)."""
-        return {spec.name: spec.record(self.loaded.get(role))
-                for role, spec in (("detector", self.settings.detector), ("recognizer", self.settings.recognizer))}
+        """scoring.json's records of both files. A file pinned by its hash (a local folder's, or a hub file without
+        a commit) is hashed whether or not this run opened it, as its identity already was, so a warm embedding
+        cache writes the record a cold one does; a hub file pinned by commit that this run never opened has
+        sha256 None (its pin is the commit)."""
+        records = {}
+        for role, spec in (("detector", self.settings.detector), ("recognizer", self.settings.recognizer)):
+            loaded = self.loaded.get(role)
+            if loaded is None and "commit" not in self.description[role]:
+                loaded = spec.path()
+            records[spec.name] = spec.record(loaded)
+        return records
 
     def detect(self, image: Image.Image) -> np.ndarray:
         """(k, 15) faces in `image` coordinates, found at every scale of `settings.scales`, best first."""
